@@ -1,0 +1,26 @@
+"""Exceptions that carry a message a user can act on.
+
+Every error raised for bad *input* (a config file, a recording, a table, a checkpoint) is a
+subclass of :class:`DblinkError`. The command line prints its message as one line and exits with
+status 2, without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DblinkError", "RecordingError", "SimulationError"]
+
+
+class DblinkError(Exception):
+    """Base class of all user-facing errors of dblink_live."""
+
+
+class ConfigError(DblinkError, ValueError):
+    """A configuration file or value is invalid; the message names the file and the key."""
+
+
+class RecordingError(DblinkError, OSError):
+    """A recording store is missing, foreign, corrupt or written with the wrong shape/dtype."""
+
+
+class SimulationError(DblinkError, ValueError):
+    """Simulation parameters are physically inconsistent (e.g. an unreachable density)."""

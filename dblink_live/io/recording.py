@@ -1,0 +1,520 @@
+"""The recording format: one zarr v3 group per run, appendable, readable after a crash.
+
+Layout (the contract between stages, tools and users; see ``DESIGN.md``)::
+
+    run.zarr/                 attrs["dblink_live"]: format, format_version, package_version,
+                              pixel_size_nm, frame_interval_s, camera, config, frames_written
+      raw                     (T, Y, X) uint16, appended along T
+      localizations/          frame (int64), x_nm, y_nm, photons, background, uncertainty_nm,
+                              score: 1-D arrays; attrs["rows_written"]
+      reconstruction          (T', Y', X') float32 in [0, 1]; attrs bin_nm, window_frames,
+                              stride_frames, first_frame, model, frames_written
+      confidence              same grid and times
+      gt/emitters/            simulated only: frame, x_nm, y_nm, photons, emitter_id
+      gt/skeleton             simulated only: (T', Y', X') uint8, 1-bin thin
+      gt/structure            simulated only: (T', Y', X') float32, width-true coverage
+
+Crash safety: data are written first and the counters (``frames_written``, ``rows_written``)
+after, each metadata write is atomic (zarr writes a temporary file and renames it), so a
+killed writer leaves a store whose counters point at complete data. On opening, the reader also
+checks that the chunks it needs exist and decode, and falls back to the last complete chunk.
+Image arrays carry OME-NGFF ``multiscales`` metadata (axes t, y, x with units and scales).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from dblink_live import __version__
+from dblink_live.errors import RecordingError
+from dblink_live.localizations import EmitterTable, Localizations
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IMAGE_NAMES", "Recording"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "dblink-live-recording"
+FORMAT_VERSION = 1
+#: Image arrays on the reconstruction grid that a recording may hold.
+IMAGE_NAMES = ("reconstruction", "confidence", "gt/skeleton", "gt/structure")
+_LOC_DTYPES = {c: ("int64" if c == "frame" else "float32") for c in Localizations.COLUMNS}
+_EMITTER_DTYPES = {
+    "frame": "int64",
+    "x_nm": "float32",
+    "y_nm": "float32",
+    "photons": "float32",
+    "emitter_id": "int64",
+    "on_fraction": "float32",
+}
+_TABLE_CHUNK = 65536
+
+
+def _ngff(name: str, scale: list[float], translation: list[float]) -> dict[str, Any]:
+    """OME-NGFF 0.5 multiscales block for a single-level (t, y, x) image."""
+    return {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "name": name,
+                "axes": [
+                    {"name": "t", "type": "time", "unit": "second"},
+                    {"name": "y", "type": "space", "unit": "nanometer"},
+                    {"name": "x", "type": "space", "unit": "nanometer"},
+                ],
+                "datasets": [
+                    {
+                        "path": ".",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": scale},
+                            {"type": "translation", "translation": translation},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Config objects and numpy scalars as plain JSON types."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return json.loads(
+        json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+class Recording:
+    """A dblink_live recording on disk. Create with :meth:`create`, open with :meth:`open`.
+
+    Reading never returns data past the counters, so frames of an interrupted write are not
+    shown as zeros. Writing methods validate shape and dtype and raise
+    :class:`~dblink_live.errors.RecordingError` with what to fix.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, n_frames: int, mode: str):
+        self.path = path
+        self.group = group
+        self._n_frames = n_frames
+        self.mode = mode
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        frame_shape: tuple[int, int],
+        pixel_size_nm: float,
+        frame_interval_s: float,
+        camera: Mapping[str, Any] | None = None,
+        config: Any = None,
+        chunk_frames: int = 32,
+        overwrite: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Recording:
+        """Create an empty recording.
+
+        Parameters
+        ----------
+        path
+            Directory to create (conventionally ``*.zarr``).
+        frame_shape
+            (Y, X) camera frame size in pixels.
+        pixel_size_nm, frame_interval_s
+            Camera pixel size (nm) and time between frames (s).
+        camera
+            Camera metadata (model, gain, offset, e-/ADU, ...), stored as is.
+        config
+            The resolved run config (pydantic model or dict), stored so the recording
+            describes itself.
+        chunk_frames
+            Frames per chunk of ``raw`` (one chunk is the unit a crash can lose).
+        overwrite
+            Replace an existing store at ``path``.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise RecordingError(
+                f"{path} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        h, w = (int(v) for v in frame_shape)
+        if h < 1 or w < 1:
+            raise RecordingError(f"frame_shape must be positive, got {frame_shape}")
+        if not pixel_size_nm > 0 or not frame_interval_s > 0:
+            raise RecordingError("pixel_size_nm and frame_interval_s must be positive")
+        group = zarr.open_group(path, mode="w", zarr_format=3)
+        raw = group.create_array(
+            "raw", shape=(0, h, w), chunks=(chunk_frames, h, w), dtype="uint16", fill_value=0
+        )
+        raw.attrs.update(
+            {"ome": _ngff("raw", [frame_interval_s, pixel_size_nm, pixel_size_nm], [0.0, 0.0, 0.0])}
+        )
+        loc = group.create_group("localizations")
+        for name, dtype in _LOC_DTYPES.items():
+            loc.create_array(name, shape=(0,), chunks=(_TABLE_CHUNK,), dtype=dtype)
+        loc.attrs["rows_written"] = 0
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "pixel_size_nm": float(pixel_size_nm),
+            "frame_interval_s": float(frame_interval_s),
+            "camera": _jsonable(dict(camera or {})),
+            "config": _jsonable(config) if config is not None else None,
+            "frames_written": 0,
+            **_jsonable(dict(extra or {})),
+        }
+        group.attrs["dblink_live"] = meta
+        return cls(path, group, 0, "r+")
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> Recording:
+        """Open and validate a recording (``mode`` "r" to read, "r+" to append).
+
+        Raises
+        ------
+        RecordingError
+            if the path is missing, not a zarr v3 store, not a dblink_live recording, written by
+            a newer format version, or its ``raw`` array is missing or malformed.
+        """
+        path = Path(path)
+        if mode not in ("r", "r+"):
+            raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+        if not path.exists():
+            raise RecordingError(f"no recording at {path}")
+        if path.is_file():
+            raise RecordingError(
+                f"{path} is a file, not a recording (a recording is a *.zarr folder)"
+            )
+        if not (path / "zarr.json").exists():
+            if (path / ".zgroup").exists() or (path / ".zarray").exists():
+                raise RecordingError(
+                    f"{path} is a zarr v2 store; dblink_live recordings are zarr v3"
+                )
+            raise RecordingError(f"{path} is not a zarr store (no zarr.json); is this a recording?")
+        try:
+            json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RecordingError(
+                f"{path}/zarr.json is corrupt ({exc}); the store cannot be read"
+            ) from None
+        try:
+            group = zarr.open_group(path, mode=mode, zarr_format=3)
+        except Exception as exc:  # zarr raises many types for foreign stores
+            raise RecordingError(f"{path} cannot be opened as a zarr v3 group: {exc}") from None
+        meta = group.attrs.get("dblink_live")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise RecordingError(
+                f"{path} is a zarr group but not a dblink_live recording "
+                f"(attrs['dblink_live']['format'] != {FORMAT_NAME!r})"
+            )
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise RecordingError(
+                f"{path} has format_version {version!r}; this dblink_live reads up to "
+                f"{FORMAT_VERSION}: upgrade dblink_live"
+            )
+        for key in ("pixel_size_nm", "frame_interval_s", "frames_written"):
+            if key not in meta:
+                raise RecordingError(
+                    f"{path}: attrs['dblink_live'] lacks {key!r}; the store is damaged"
+                )
+        try:
+            raw = group["raw"]
+        except KeyError:
+            raise RecordingError(f"{path} has no 'raw' array; the store is damaged") from None
+        if not isinstance(raw, zarr.Array) or raw.ndim != 3 or raw.dtype != np.uint16:
+            raise RecordingError(f"{path}/raw must be a (T, Y, X) uint16 array")
+        rec = cls(path, group, 0, mode)
+        rec._n_frames = rec._complete_frames(int(meta["frames_written"]), raw)
+        return rec
+
+    def _complete_frames(self, claimed: int, raw: zarr.Array) -> int:
+        """Frames that are really on disk: counter, array length, chunk files, decodable."""
+        n = min(claimed, raw.shape[0])
+        if n < claimed:
+            log.warning("%s: counter says %d frames, raw holds %d", self.path, claimed, n)
+        cf = raw.chunks[0]
+        chunk_dir = self.path / "raw" / "c"
+        n_chunks = -(-n // cf)
+        for i in range(n_chunks):
+            if not (chunk_dir / str(i) / "0" / "0").exists():
+                log.warning("%s: raw chunk %d is missing; reading %d frames", self.path, i, i * cf)
+                n = i * cf
+                break
+        while n > 0:  # the last chunk must decode (a torn write is dropped, not shown)
+            start = ((n - 1) // cf) * cf
+            try:
+                raw[start:n]
+                break
+            except Exception:
+                log.warning(
+                    "%s: raw chunk at frame %d is unreadable; dropping it", self.path, start
+                )
+                n = start
+        return n
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def meta(self) -> dict[str, Any]:
+        """``attrs["dblink_live"]`` (a copy)."""
+        return dict(self.group.attrs["dblink_live"])
+
+    @property
+    def pixel_size_nm(self) -> float:
+        return float(self.meta["pixel_size_nm"])
+
+    @property
+    def frame_interval_s(self) -> float:
+        return float(self.meta["frame_interval_s"])
+
+    @property
+    def camera(self) -> dict[str, Any]:
+        return dict(self.meta.get("camera") or {})
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The stored resolved config (a dict; load with ``config_from_dict``)."""
+        return self.meta.get("config")
+
+    @property
+    def raw(self) -> zarr.Array:
+        """The raw array (may be longer than :attr:`n_frames` after a crash: use read_frames)."""
+        return self.group["raw"]
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(Y, X) of a raw frame in pixels."""
+        return tuple(self.raw.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_frames(self) -> int:
+        """Number of complete frames."""
+        return self._n_frames
+
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise RecordingError(f"{self.path} is open read-only; open it with mode='r+' to write")
+
+    def update_meta(self, **values: Any) -> None:
+        """Set keys of ``attrs["dblink_live"]`` (atomic rewrite)."""
+        self._require_writable()
+        meta = self.meta
+        meta.update(_jsonable(values))
+        self.group.attrs["dblink_live"] = meta
+
+    # ------------------------------------------------------------------ raw frames
+    def append_frames(self, frames: np.ndarray) -> int:
+        """Append (n, Y, X) or (Y, X) uint16 frames; returns the new frame count.
+
+        The data are written before the counter, so a crash never exposes unwritten frames.
+        """
+        self._require_writable()
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        if frames.ndim != 3 or tuple(frames.shape[1:]) != self.frame_shape:
+            raise RecordingError(
+                f"frames of shape {frames.shape} do not fit this recording: expected (n, "
+                f"{self.frame_shape[0]}, {self.frame_shape[1]})"
+            )
+        if frames.dtype != np.uint16:
+            raise RecordingError(f"frames must be uint16 camera counts, got {frames.dtype}")
+        raw = self.raw
+        if raw.shape[0] != self._n_frames:  # drop a torn tail before appending
+            raw.resize((self._n_frames, *self.frame_shape))
+        raw.append(frames, axis=0)
+        self._n_frames += len(frames)
+        self.update_meta(frames_written=self._n_frames)
+        return self._n_frames
+
+    def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames ``[start, stop)`` as (n, Y, X) uint16 (clipped to the complete frames)."""
+        stop = self._n_frames if stop is None else min(stop, self._n_frames)
+        start = max(0, min(start, stop))
+        return np.asarray(self.raw[start:stop])
+
+    # ------------------------------------------------------------------ tables
+    def _table(self, name: str, dtypes: Mapping[str, str]) -> zarr.Group:
+        if name in self.group:
+            return self.group[name]
+        self._require_writable()
+        g = self.group.require_group(name)
+        for col, dtype in dtypes.items():
+            g.create_array(col, shape=(0,), chunks=(_TABLE_CHUNK,), dtype=dtype)
+        g.attrs["rows_written"] = 0
+        return g
+
+    def _append_table(
+        self, name: str, dtypes: Mapping[str, str], columns: Mapping[str, np.ndarray]
+    ) -> int:
+        self._require_writable()
+        g = self._table(name, dtypes)
+        done = int(g.attrs.get("rows_written", 0))
+        for col, dtype in dtypes.items():
+            arr = g[col]
+            if arr.shape[0] != done:
+                arr.resize((done,))
+            arr.append(np.asarray(columns[col], dtype=dtype), axis=0)
+        n = done + len(next(iter(columns.values())))
+        g.attrs["rows_written"] = n
+        return n
+
+    def _read_table(self, name: str, dtypes: Mapping[str, str]) -> dict[str, np.ndarray] | None:
+        if name not in self.group:
+            return None
+        g = self.group[name]
+        missing = [c for c in dtypes if c not in g]
+        if missing:
+            raise RecordingError(
+                f"{self.path}/{name} lacks columns {missing}; the store is damaged"
+            )
+        n = int(g.attrs.get("rows_written", 0))
+        n = min([n, *(g[c].shape[0] for c in dtypes)])
+        return {c: np.asarray(g[c][:n]) for c in dtypes}
+
+    def append_localizations(self, locs: Localizations) -> int:
+        """Append a :class:`Localizations` table; returns the new row count."""
+        if abs(locs.pixel_size_nm - self.pixel_size_nm) > 1e-6 and len(locs):
+            log.debug(
+                "localizations pixel size %s differs from the recording's", locs.pixel_size_nm
+            )
+        return self._append_table("localizations", _LOC_DTYPES, locs.columns())
+
+    def read_localizations(self) -> Localizations:
+        """All complete localization rows (empty table if none)."""
+        cols = self._read_table("localizations", _LOC_DTYPES)
+        if cols is None:
+            return Localizations.empty(self.pixel_size_nm, self.n_frames)
+        return Localizations(**cols, pixel_size_nm=self.pixel_size_nm, n_frames=self.n_frames)
+
+    def append_emitters(self, table: EmitterTable) -> int:
+        """Append simulated ground-truth emitters to ``gt/emitters``."""
+        return self._append_table("gt/emitters", _EMITTER_DTYPES, table.columns())
+
+    def read_emitters(self) -> EmitterTable | None:
+        """Ground-truth emitters, or None for a recording that is not simulated."""
+        cols = self._read_table("gt/emitters", _EMITTER_DTYPES)
+        return None if cols is None else EmitterTable(**cols)
+
+    # ------------------------------------------------------------------ images on the grid
+    def create_image(
+        self,
+        name: str,
+        shape_yx: tuple[int, int],
+        dtype: str,
+        *,
+        bin_nm: float,
+        window_frames: int,
+        stride_frames: int | None = None,
+        first_frame: int = 0,
+        chunk_maps: int = 16,
+        overwrite: bool = False,
+        **attrs: Any,
+    ) -> zarr.Array:
+        """Create an appendable (T', Y', X') image on the reconstruction grid.
+
+        Map k covers raw frames ``first_frame + k * stride_frames + [0, window_frames)``.
+        """
+        self._require_writable()
+        if name not in IMAGE_NAMES:
+            raise RecordingError(f"unknown image {name!r}; use one of {IMAGE_NAMES}")
+        if name in self.group and not overwrite:
+            raise RecordingError(f"{self.path}/{name} exists; pass overwrite=True to replace it")
+        stride = window_frames if stride_frames is None else stride_frames
+        ny, nx = (int(v) for v in shape_yx)
+        arr = self.group.create_array(
+            name, shape=(0, ny, nx), chunks=(chunk_maps, ny, nx), dtype=dtype, overwrite=True
+        )
+        dt = self.frame_interval_s
+        t0 = (first_frame + window_frames / 2) * dt
+        arr.attrs.update(
+            {
+                "bin_nm": float(bin_nm),
+                "window_frames": int(window_frames),
+                "stride_frames": int(stride),
+                "first_frame": int(first_frame),
+                "frames_written": 0,
+                **_jsonable(attrs),
+                "ome": _ngff(name, [stride * dt, float(bin_nm), float(bin_nm)], [t0, 0.0, 0.0]),
+            }
+        )
+        return arr
+
+    def append_image(self, name: str, block: np.ndarray) -> int:
+        """Append (n, Y', X') maps to an image created with :meth:`create_image`."""
+        self._require_writable()
+        if name not in self.group:
+            raise RecordingError(f"{self.path} has no image {name!r}; create it first")
+        arr = self.group[name]
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[None]
+        if block.ndim != 3 or block.shape[1:] != arr.shape[1:]:
+            raise RecordingError(
+                f"{name}: block of shape {block.shape} does not fit "
+                f"(n, {arr.shape[1]}, {arr.shape[2]})"
+            )
+        done = int(arr.attrs.get("frames_written", 0))
+        if arr.shape[0] != done:
+            arr.resize((done, *arr.shape[1:]))
+        arr.append(block.astype(arr.dtype, copy=False), axis=0)
+        arr.attrs["frames_written"] = done + len(block)
+        return done + len(block)
+
+    def read_image(self, name: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """(data (T', Y', X'), attrs) of an image, or None if the recording lacks it."""
+        if name not in self.group:
+            return None
+        arr = self.group[name]
+        n = min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0])
+        return np.asarray(arr[:n]), dict(arr.attrs)
+
+    def images(self) -> list[str]:
+        """Names of the grid images this recording holds."""
+        return [n for n in IMAGE_NAMES if n in self.group]
+
+    # ------------------------------------------------------------------ summary
+    def summary(self) -> dict[str, Any]:
+        """Facts for ``dblink-live info``: sizes, rates, tables and images."""
+        meta = self.meta
+        locs = self._read_table("localizations", {"frame": "int64"})
+        emitters = self._read_table("gt/emitters", {"frame": "int64"})
+        n_locs = 0 if locs is None else len(locs["frame"])
+        out: dict[str, Any] = {
+            "path": str(self.path),
+            "format_version": meta["format_version"],
+            "package_version": meta.get("package_version"),
+            "frames": self.n_frames,
+            "frame_shape_px": list(self.frame_shape),
+            "pixel_size_nm": self.pixel_size_nm,
+            "frame_interval_s": self.frame_interval_s,
+            "duration_s": self.n_frames * self.frame_interval_s,
+            "camera": meta.get("camera"),
+            "localizations": n_locs,
+            "localizations_per_frame": n_locs / self.n_frames if self.n_frames else 0.0,
+            "gt_emitters": None if emitters is None else len(emitters["frame"]),
+            "images": {},
+        }
+        for name in self.images():
+            arr = self.group[name]
+            out["images"][name] = {
+                "maps": min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0]),
+                "shape_yx": list(arr.shape[1:]),
+                "dtype": str(arr.dtype),
+                "bin_nm": arr.attrs.get("bin_nm"),
+                "window_frames": arr.attrs.get("window_frames"),
+                "stride_frames": arr.attrs.get("stride_frames"),
+            }
+        return out
+
+    def __repr__(self) -> str:
+        return f"Recording({str(self.path)!r}, frames={self.n_frames}, shape={self.frame_shape})"

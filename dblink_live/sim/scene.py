@@ -1,0 +1,192 @@
+"""A simulated field: structure, motion, labels and blinking, with ground truth at any time.
+
+:class:`Scene` is shared by the camera simulator (:mod:`dblink_live.sim.movie`) and the fast
+localization-space simulator (:mod:`dblink_live.sim.locspace`). Every random draw comes from
+streams spawned from ``simulation.seed``, so a scene is reproducible from its config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from dblink_live.config import GridConfig, SimulationConfig
+from dblink_live.localizations import EmitterTable
+from dblink_live.sim.motion import MotionState, anchor_positions, sample_motion
+from dblink_live.sim.photophysics import BlinkEvents, blink_events, duty_cycle_for_density
+from dblink_live.sim.structures import (
+    Anchors,
+    Geometry,
+    generate_structure,
+    place_labels,
+    sample_centerline,
+)
+
+__all__ = ["Scene", "grid_shape", "map_times_s"]
+
+log = logging.getLogger(__name__)
+
+
+def grid_shape(fov_nm: tuple[float, float], bin_nm: float) -> tuple[int, int]:
+    """(rows, cols) of the reconstruction grid covering a field of ``(width_nm, height_nm)``."""
+    return (math.ceil(fov_nm[1] / bin_nm - 1e-9), math.ceil(fov_nm[0] / bin_nm - 1e-9))
+
+
+def map_times_s(
+    n_maps: int, window_frames: int, frame_interval_s: float, first: int = 0
+) -> np.ndarray:
+    """Mid-time (s) of maps ``first .. first + n_maps - 1``, each summing W frames.
+
+    Frame f is exposed over ``[f, f + 1) * frame_interval_s``; map k covers frames
+    ``[k W, (k + 1) W)`` so its mid-time is ``(k W + W / 2) * frame_interval_s``.
+    """
+    k = np.arange(first, first + n_maps)
+    return (k * window_frames + window_frames / 2) * frame_interval_s
+
+
+class Scene:
+    """Structure + motion + labels + blinking of one simulated field.
+
+    Parameters
+    ----------
+    sim
+        Simulation config (the camera section gives the field of view and pixel size).
+    n_frames
+        Movie length in frames (``sim.n_frames`` if None).
+    seed
+        Overrides ``sim.seed`` (used to draw many training scenes from one config).
+    """
+
+    def __init__(self, sim: SimulationConfig, n_frames: int | None = None, seed: int | None = None):
+        self.sim = sim
+        self.n_frames = int(n_frames if n_frames is not None else sim.n_frames)
+        self.seed = int(sim.seed if seed is None else seed)
+        streams = np.random.SeedSequence(self.seed).spawn(5)
+        rng_struct, rng_motion, rng_labels, rng_blink, self._rng_extra = (
+            np.random.default_rng(s) for s in streams
+        )
+        cam = sim.camera
+        self.pixel_size_nm = float(cam.pixel_size_nm)
+        self.fov_nm = (cam.width_px * self.pixel_size_nm, cam.height_px * self.pixel_size_nm)
+        m = sim.margin_nm
+        area = (-m, -m, self.fov_nm[0] + m, self.fov_nm[1] + m)
+        self.duration_s = self.n_frames * sim.frame_interval_s
+        self.geometry: Geometry = generate_structure(
+            sim.structure, area, self.duration_s, rng_struct
+        )
+        self.motion: MotionState = sample_motion(
+            sim.motion, self.geometry, (self.fov_nm[0] / 2, self.fov_nm[1] / 2), rng_motion
+        )
+        self.labels: Anchors = place_labels(sim.structure, self.geometry, rng_labels)
+        # The duty cycle is a property of dye and buffer, the same everywhere: set it from the
+        # label density of the whole simulated area (a small field is a crop of a larger one).
+        area_um2 = (area[2] - area[0]) * (area[3] - area[1]) / 1e6
+        self.duty_cycle, capped = duty_cycle_for_density(
+            sim.photophysics, len(self.labels), area_um2
+        )
+        if capped and len(self.labels) and sim.photophysics.density_per_um2 is not None:
+            log.warning(
+                "only %d labels in %.0f um^2: density %.2f/um^2 needs a duty cycle above %.2f; "
+                "capped (raise labels_per_um / labels_per_um2 or lower density_per_um2)",
+                len(self.labels),
+                area_um2,
+                sim.photophysics.density_per_um2,
+                sim.photophysics.max_duty_cycle,
+            )
+        self.duty_capped = capped
+        self.events: BlinkEvents = blink_events(
+            sim.photophysics, len(self.labels), self.n_frames, self.duty_cycle, rng_blink
+        )
+
+    # ------------------------------------------------------------------ geometry helpers
+    @property
+    def fov_area_um2(self) -> float:
+        return self.fov_nm[0] * self.fov_nm[1] / 1e6
+
+    def in_fov(self, x_nm: np.ndarray, y_nm: np.ndarray) -> np.ndarray:
+        """Boolean mask of positions inside the camera field."""
+        return (x_nm >= 0) & (x_nm < self.fov_nm[0]) & (y_nm >= 0) & (y_nm < self.fov_nm[1])
+
+    def frame_time_s(self, frame: np.ndarray) -> np.ndarray:
+        """Mid-exposure time (s) of frames."""
+        return (np.asarray(frame, float) + 0.5) * self.sim.frame_interval_s
+
+    # ------------------------------------------------------------------ emitters
+    def emitters(self, start: int, stop: int, fov_only: bool = True) -> EmitterTable:
+        """Lit fluorophores in frames ``[start, stop)`` with their true positions and photons."""
+        sl = self.events.frame_range(start, stop)
+        frame = self.events.frame[sl]
+        who = self.events.emitter[sl]
+        anchors = Anchors(self.labels.segment[who], self.labels.u[who], self.labels.offset_nm[who])
+        x, y = anchor_positions(self.geometry, self.motion, anchors, self.frame_time_s(frame))
+        table = EmitterTable(frame, x, y, self.events.photons[sl], who, self.events.on_fraction[sl])
+        return table.select(self.in_fov(x, y)) if fov_only else table
+
+    # ------------------------------------------------------------------ ground truth
+    def ground_truth(self, t_s: float, grid: GridConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Structure at time ``t_s`` on the reconstruction grid.
+
+        Returns
+        -------
+        skeleton : (Y', X') uint8
+            1 in every bin the centre line passes through (1 bin thin).
+        structure : (Y', X') float32
+            Fraction of each bin covered by the structure at its true width, in [0, 1]
+            (computed on ``grid.supersample``-times finer sub-bins).
+        """
+        bin_nm, ss = grid.bin_nm, grid.supersample
+        ny, nx = grid_shape(self.fov_nm, bin_nm)
+        skeleton = np.zeros((ny, nx), np.uint8)
+        structure = np.zeros((ny, nx), np.float32)
+        if self.geometry.n_objects == 0:
+            return skeleton, structure
+        sub = bin_nm / ss
+        samples = sample_centerline(self.geometry, spacing_nm=min(sub, bin_nm / 2) / 2)
+        x, y = anchor_positions(self.geometry, self.motion, samples, t_s)
+        ix, iy = np.floor(x / bin_nm).astype(np.int64), np.floor(y / bin_nm).astype(np.int64)
+        ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        skeleton[iy[ok], ix[ok]] = 1
+
+        width = self.geometry.object_width_nm[
+            self.geometry.vertex_object[self.geometry.segment_start[samples.segment]]
+        ]
+        pad = int(np.ceil(width.max() / 2 / sub)) + 2
+        sy, sx = ny * ss + 2 * pad, nx * ss + 2 * pad
+        jx = np.floor(x / sub).astype(np.int64) + pad
+        jy = np.floor(y / sub).astype(np.int64) + pad
+        ok = (jx >= 0) & (jx < sx) & (jy >= 0) & (jy < sy)
+        if not ok.any():
+            return skeleton, structure
+        flat = jy[ok] * sx + jx[ok]
+        sample_x, sample_y, sample_w = (np.zeros(sy * sx) for _ in range(3))
+        sample_x[flat], sample_y[flat], sample_w[flat] = x[ok], y[ok], width[ok]
+        marked = np.zeros(sy * sx, bool)
+        marked[flat] = True
+        _, (ny_idx, nx_idx) = distance_transform_edt(
+            ~marked.reshape(sy, sx), return_distances=True, return_indices=True
+        )
+        nearest = (ny_idx * sx + nx_idx).ravel()
+        cy = ((np.arange(sy) - pad + 0.5) * sub)[:, None]
+        cx = ((np.arange(sx) - pad + 0.5) * sub)[None, :]
+        d = np.hypot(cx - sample_x[nearest].reshape(sy, sx), cy - sample_y[nearest].reshape(sy, sx))
+        inside = d <= sample_w[nearest].reshape(sy, sx) / 2
+        inside = inside[pad : pad + ny * ss, pad : pad + nx * ss]
+        structure = inside.reshape(ny, ss, nx, ss).mean(axis=(1, 3)).astype(np.float32)
+        return skeleton, structure
+
+    def ground_truth_maps(
+        self, grid: GridConfig, first: int = 0, n_maps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ground truth at the mid-time of maps ``first ..``: (times (T',), skeleton, structure)."""
+        total = self.n_frames // grid.window_frames
+        n = total - first if n_maps is None else n_maps
+        times = map_times_s(n, grid.window_frames, self.sim.frame_interval_s, first)
+        ny, nx = grid_shape(self.fov_nm, grid.bin_nm)
+        skel = np.zeros((n, ny, nx), np.uint8)
+        struct = np.zeros((n, ny, nx), np.float32)
+        for i, t in enumerate(times):
+            skel[i], struct[i] = self.ground_truth(float(t), grid)
+        return times, skel, struct

@@ -49,7 +49,7 @@ class BlinkEvents:
 
 
 def duty_cycle_for_density(
-    cfg: PhotophysicsConfig, n_labels: int, area_um2: float
+    cfg: PhotophysicsConfig, n_labels: float, area_um2: float
 ) -> tuple[float, bool]:
     """Duty cycle giving the target density over an area, and whether it had to be capped.
 

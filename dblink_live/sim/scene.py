@@ -20,6 +20,7 @@ from dblink_live.sim.photophysics import BlinkEvents, blink_events, duty_cycle_f
 from dblink_live.sim.structures import (
     Anchors,
     Geometry,
+    expected_label_density_per_um2,
     generate_structure,
     place_labels,
     sample_centerline,
@@ -81,18 +82,16 @@ class Scene:
             sim.motion, self.geometry, (self.fov_nm[0] / 2, self.fov_nm[1] / 2), rng_motion
         )
         self.labels: Anchors = place_labels(sim.structure, self.geometry, rng_labels)
-        # The duty cycle is a property of dye and buffer, the same everywhere: set it from the
-        # label density of the whole simulated area (a small field is a crop of a larger one).
-        area_um2 = (area[2] - area[0]) * (area[3] - area[1]) / 1e6
-        self.duty_cycle, capped = duty_cycle_for_density(
-            sim.photophysics, len(self.labels), area_um2
-        )
-        if capped and len(self.labels) and sim.photophysics.density_per_um2 is not None:
+        # The duty cycle is a property of dye and buffer, the same in every field: it is set
+        # from the *expected* label density of the structure config, so the target density holds
+        # on average over fields while each field keeps its natural variation.
+        label_density = expected_label_density_per_um2(sim.structure)
+        self.duty_cycle, capped = duty_cycle_for_density(sim.photophysics, label_density, 1.0)
+        if capped and sim.photophysics.density_per_um2 is not None:
             log.warning(
-                "only %d labels in %.0f um^2: density %.2f/um^2 needs a duty cycle above %.2f; "
+                "%.0f labels/um^2 expected: density %.2f/um^2 needs a duty cycle above %.2f; "
                 "capped (raise labels_per_um / labels_per_um2 or lower density_per_um2)",
-                len(self.labels),
-                area_um2,
+                label_density,
                 sim.photophysics.density_per_um2,
                 sim.photophysics.max_duty_cycle,
             )

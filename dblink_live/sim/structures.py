@@ -18,6 +18,7 @@ __all__ = [
     "Anchors",
     "Geometry",
     "draw_count",
+    "expected_label_density_per_um2",
     "generate_structure",
     "place_labels",
     "sample_centerline",
@@ -106,8 +107,9 @@ def draw_count(cfg: CountConfig, area_um2: float, rng: np.random.Generator) -> i
     if cfg.distribution == "poisson":
         return int(rng.poisson(cfg.mean * scale))
     if cfg.distribution == "uniform":
-        # an integer uniform in [low, high] for (10 um)^2, scaled continuously to the area
-        return int(np.floor(rng.uniform(cfg.low, cfg.high + 1) * scale))
+        # an integer uniform in [low, high] per (10 um)^2, scaled to the area with stochastic
+        # rounding (unbiased; exact for an area of (10 um)^2)
+        return int(np.floor(rng.integers(cfg.low, cfg.high + 1) * scale + rng.random()))
     return round(cfg.mean * scale)
 
 
@@ -187,9 +189,14 @@ def _assemble(
     verts = np.concatenate(polylines)
     obj = np.repeat(np.arange(n), [len(p) for p in polylines])
     arcs = []
-    for p in polylines:
+    for i, p in enumerate(polylines):
         seg = np.hypot(*np.diff(p, axis=0).T)
-        arcs.append(np.concatenate([[0.0], np.cumsum(seg)]))
+        start = 0.0
+        # the second half of a split tubule continues the arc length (and so the wobble phase)
+        # of the first, so the two halves join smoothly until they separate
+        if i > 0 and groups[i] == groups[i - 1] and kind == "mitochondria":
+            start = arcs[-1][-1]
+        arcs.append(start + np.concatenate([[0.0], np.cumsum(seg)]))
     groups_a = np.asarray(groups, np.int64)
     centers = np.zeros((n, 2))
     for g in np.unique(groups_a):
@@ -211,16 +218,60 @@ def _assemble(
     )
 
 
+def _expand(
+    area: tuple[float, float, float, float], by: float
+) -> tuple[float, float, float, float]:
+    return (area[0] - by, area[1] - by, area[2] + by, area[3] + by)
+
+
+def _reaches(p: np.ndarray, area: tuple[float, float, float, float]) -> bool:
+    inside = (
+        (p[:, 0] >= area[0]) & (p[:, 0] <= area[2]) & (p[:, 1] >= area[1]) & (p[:, 1] <= area[3])
+    )
+    return bool(inside.any())
+
+
+def _walks_over(
+    cfg: FilamentsConfig | MitochondriaConfig,
+    area: tuple[float, float, float, float],
+    smoothing: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Walks that start anywhere a walk could reach ``area`` from, kept if they reach it.
+
+    Starting points cover ``area`` grown by the longest walk, so the density of structure is
+    the same everywhere inside ``area`` (no thinning towards its edges).
+    """
+    start_area = _expand(area, cfg.length_um[1] * 1e3)
+    area_um2 = (start_area[2] - start_area[0]) * (start_area[3] - start_area[1]) / 1e6
+    n = draw_count(cfg.count, area_um2, rng)
+    lengths = rng.uniform(cfg.length_um[0], cfg.length_um[1], n) * 1e3
+    walks = _random_walks(n, lengths, cfg.step_nm, cfg.max_turn_deg, start_area, rng)
+    keep_area = _expand(area, 1000.0)  # bundles and widths reach a little further
+    return [_chaikin(w, smoothing) for w in walks if _reaches(w, keep_area)]
+
+
+def expected_label_density_per_um2(cfg: StructureConfig) -> float:
+    """Mean fluorophores per um^2 of field implied by the structure config (an expectation).
+
+    Filaments: ``count / 100 um^2 * E[length] * labels_per_um * E[filaments per bundle]``.
+    Mitochondria: ``count / 100 um^2 * E[length] * pi E[width] * labels_per_um2``.
+    """
+    c = cfg.count
+    mean_count = {"poisson": c.mean, "fixed": round(c.mean), "uniform": (c.low + c.high) / 2}
+    per_um2 = mean_count[c.distribution] / 100.0
+    length_um = sum(cfg.length_um) / 2
+    if cfg.kind == "filaments":
+        bundle = 1 + cfg.bundle_probability * (sum(cfg.bundle_size) / 2 - 1)
+        return per_um2 * length_um * cfg.labels_per_um * bundle
+    width_um = sum(cfg.width_nm) / 2 / 1e3
+    return float(per_um2 * length_um * np.pi * width_um * cfg.labels_per_um2)
+
+
 def _filaments(
     cfg: FilamentsConfig, area: tuple[float, float, float, float], rng: np.random.Generator
 ) -> Geometry:
-    area_um2 = (area[2] - area[0]) * (area[3] - area[1]) / 1e6
-    n = draw_count(cfg.count, area_um2, rng)
-    lengths = rng.uniform(cfg.length_um[0], cfg.length_um[1], n) * 1e3
-    walks = [
-        _chaikin(w, cfg.smoothing_iterations)
-        for w in _random_walks(n, lengths, cfg.step_nm, cfg.max_turn_deg, area, rng)
-    ]
+    walks = _walks_over(cfg, area, cfg.smoothing_iterations, rng)
     polylines: list[np.ndarray] = []
     for w in walks:
         polylines.append(w)
@@ -239,12 +290,7 @@ def _mitochondria(
     duration_s: float,
     rng: np.random.Generator,
 ) -> Geometry:
-    area_um2 = (area[2] - area[0]) * (area[3] - area[1]) / 1e6
-    n = draw_count(cfg.count, area_um2, rng)
-    lengths = rng.uniform(cfg.length_um[0], cfg.length_um[1], n) * 1e3
-    walks = [
-        _chaikin(w, 1) for w in _random_walks(n, lengths, cfg.step_nm, cfg.max_turn_deg, area, rng)
-    ]
+    walks = _walks_over(cfg, area, 1, rng)
     polylines, widths, groups, sdir, sspeed, etime, esign = [], [], [], [], [], [], []
     for g, w in enumerate(walks):
         width = rng.uniform(*cfg.width_nm)
@@ -293,7 +339,8 @@ def generate_structure(
     cfg
         Structure config (filaments or mitochondria).
     area_nm
-        ``(x0, y0, x1, y1)`` in nm over which objects start (the FOV plus a margin).
+        ``(x0, y0, x1, y1)`` in nm to fill with structure (the FOV plus a margin). Objects
+        start anywhere they could reach it from; those that never enter it are dropped.
     duration_s
         Movie duration, used to place fission/fusion events in time.
     rng

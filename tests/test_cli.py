@@ -1,0 +1,96 @@
+"""The command line, run as a user runs it (the installed ``dblink-live`` entry point)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dblink_live.io import Recording
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("dblink-live") or ""
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "dblink_live.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_simulate_then_info_end_to_end(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "sim.zarr"
+    r = _cli(
+        "simulate",
+        "--config",
+        str(repo / "configs" / "filaments.yaml"),
+        "--frames",
+        "40",
+        "--seed",
+        "3",
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out}" in " ".join(r.stdout.split())
+    rec = Recording.open(out)
+    assert rec.n_frames == 40
+    assert rec.config["simulation"]["n_frames"] == 40 and rec.config["simulation"]["seed"] == 3
+    assert rec.config["name"] == "filaments"
+    assert rec.read_image("gt/skeleton")[0].shape == (4, 256, 256)
+    assert len(rec.read_emitters()) > 0
+    assert rec.meta["camera"]["em_gain"] == 300.0
+    assert np.any(rec.read_frames() > 0)
+
+    r = _cli("info", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["frames"] == 40 and info["images"]["gt/structure"]["maps"] == 4
+    r = _cli("info", str(out))
+    assert r.returncode == 0 and "gt/skeleton" in r.stdout
+
+
+def test_simulate_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
+    out = tmp_path / "sim.zarr"
+    assert _cli("simulate", "-n", "10", "-o", str(out), "-q").returncode == 0
+    r = _cli("simulate", "-n", "10", "-o", str(out), "-q")
+    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    assert _cli("simulate", "-n", "10", "-o", str(out), "-q", "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["info", "{tmp}/nothing.zarr"], "no recording at"),
+        (
+            ["simulate", "--config", "{tmp}/bad.yaml", "-o", "{tmp}/x.zarr"],
+            "unknown key 'grid.bins'",
+        ),
+        (["simulate", "--frames", "0"], "Invalid value for '--frames'"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(tmp_path: Path, args: list[str], fragment: str) -> None:
+    (tmp_path / "bad.yaml").write_text("grid:\n  bins: 3\n")
+    r = _cli(*[a.format(tmp=tmp_path) for a in args])
+    assert r.returncode == 2
+    assert fragment in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["simulate", "info"])
+def test_every_option_is_documented(command: str) -> None:
+    r = _cli(command, "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    for option in {
+        "simulate": ["--config", "--frames", "--seed", "--output", "--overwrite"],
+        "info": ["--json"],
+    }[command]:
+        assert option in text
+
+
+def test_version() -> None:
+    r = _cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("dblink-live ")

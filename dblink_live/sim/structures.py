@@ -379,11 +379,17 @@ def place_labels(cfg: StructureConfig, geom: Geometry, rng: np.random.Generator)
     return Anchors(seg_idx.astype(np.int64), u, offset)
 
 
-def sample_centerline(geom: Geometry, spacing_nm: float) -> Anchors:
-    """Anchors every ``spacing_nm`` (or closer) along all centre lines, offset 0."""
-    s, _, length = geom.segment_vectors()
-    per = np.maximum(np.ceil(length / spacing_nm).astype(np.int64), 1) + 1
-    seg_idx = np.repeat(np.arange(len(s)), per)
+def sample_centerline(
+    geom: Geometry, spacing_nm: float, segments: np.ndarray | None = None
+) -> Anchors:
+    """Anchors every ``spacing_nm`` (or closer) along centre lines, offset 0.
+
+    ``segments`` restricts the sampling to those segment indices (default: all).
+    """
+    _, _, length = geom.segment_vectors()
+    seg = np.arange(len(length)) if segments is None else np.asarray(segments, np.int64)
+    per = np.maximum(np.ceil(length[seg] / spacing_nm).astype(np.int64), 1) + 1
+    seg_idx = np.repeat(seg, per)
     start = np.repeat(np.cumsum(per) - per, per)
     u = (np.arange(len(seg_idx)) - start) / np.repeat(per - 1, per)
     return Anchors(seg_idx.astype(np.int64), u, np.zeros(len(seg_idx)))

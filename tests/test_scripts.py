@@ -12,7 +12,9 @@ def test_bench_sim_quick(tmp_path: Path, repo: Path) -> None:
     out = tmp_path / "bench.json"
     r = subprocess.run(
         [sys.executable, str(repo / "scripts" / "bench_sim.py"), "--quick", "-o", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())

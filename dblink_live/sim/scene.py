@@ -136,7 +136,8 @@ class Scene:
         pad = reach_nm + (wobble.max() if len(wobble) else 0.0) + 1.0
         x0, x1 = np.minimum(x[:n], x[n:]), np.maximum(x[:n], x[n:])
         y0, y1 = np.minimum(y[:n], y[n:]), np.maximum(y[:n], y[n:])
-        near = (x1 >= -pad) & (x0 <= self.fov_nm[0] + pad) & (y1 >= -pad) & (y0 <= self.fov_nm[1] + pad)
+        w, h = self.fov_nm
+        near = (x1 >= -pad) & (x0 <= w + pad) & (y1 >= -pad) & (y0 <= h + pad)
         return idx[near]
 
     def ground_truth(self, t_s: float, grid: GridConfig) -> tuple[np.ndarray, np.ndarray]:

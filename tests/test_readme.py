@@ -28,3 +28,10 @@ def test_readme_configs_exist(repo: Path) -> None:
     text = (repo / "README.md").read_text()
     for path in set(re.findall(r"configs/[\w.-]+\.yaml", text)):
         assert (repo / path).is_file(), path
+
+
+def test_readme_python_examples_run(repo: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    text = (repo / "README.md").read_text()
+    for block in re.findall(r"```python\n(.+?)\n```", text, flags=re.S):
+        exec(compile(block, "README.md", "exec"), {})

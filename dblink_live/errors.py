@@ -7,7 +7,7 @@ status 2, without a traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DblinkError", "RecordingError", "SimulationError"]
+__all__ = ["ConfigError", "DblinkError", "FormatError", "RecordingError", "SimulationError"]
 
 
 class DblinkError(Exception):
@@ -24,3 +24,7 @@ class RecordingError(DblinkError, OSError):
 
 class SimulationError(DblinkError, ValueError):
     """Simulation parameters are physically inconsistent (e.g. an unreachable density)."""
+
+
+class FormatError(DblinkError, ValueError):
+    """A localization table or image file is malformed; the message names file, line or column."""

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dblink_live import __version__
-from dblink_live.errors import DblinkError, RecordingError
+from dblink_live.errors import ConfigError, DblinkError, RecordingError
 
 __all__ = ["app", "main"]
 
@@ -193,6 +193,237 @@ def info(
         )
     table.add_row("format", f"v{s['format_version']} (dblink_live {s['package_version']})")
     out.print(table)
+
+
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda[:N].")
+]
+
+
+@app.command("train-localizer")
+def train_localizer_cmd(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Checkpoint to write (.pt); a .yaml beside it.")
+    ] = Path("localizer.pt"),
+    config: ConfigOpt = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps (default: config).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue from this checkpoint (same config).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the CNN localizer on simulated frames generated on the fly.
+
+    Uses the `localizer_training` section of the config (ranges of pixel size, PSF width,
+    density, photons, background and camera models). The checkpoint describes itself
+    (architecture, training config, version) and is rewritten regularly, so an interrupted run
+    continues with --resume.
+    """
+    from dblink_live.config import save_config
+    from dblink_live.localize.training import train_localizer
+
+    cfg = _load(config)
+    tcfg = cfg.localizer_training
+    if steps is not None:
+        tcfg = tcfg.model_copy(update={"steps": steps})
+        cfg = cfg.updated(localizer_training={"steps": steps})
+    if resume is not None and not resume.exists():
+        raise RecordingError(f"checkpoint to resume not found: {resume}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, output.with_suffix(".yaml"))
+    t0 = time.perf_counter()
+    with _progress("train-localizer", quiet) as update:
+        path = train_localizer(
+            tcfg,
+            output,
+            device=device,
+            resume=resume,
+            threads=threads,
+            progress=lambda done, total, parts: update(done, total),
+        )
+    import torch
+
+    metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics", {})
+    out.print(
+        f"wrote {path} ({tcfg.steps} steps, validation loss "
+        f"{metrics.get('validation_loss', float('nan')):.4f}) in {time.perf_counter() - t0:.0f} s"
+    )
+
+
+LocalizerOpt = Annotated[
+    str | None,
+    typer.Option("--localizer", help="cnn (default, shipped weights) or classic (no training)."),
+]
+PixelOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--pixel-size-nm", min=1, help="Camera pixel size, for inputs that lack it (TIFF)."
+    ),
+]
+BaselineOpt = Annotated[float | None, typer.Option("--baseline-adu", help="Camera offset (ADU).")]
+EPerAduOpt = Annotated[float | None, typer.Option("--e-per-adu", help="Electrons per ADU.")]
+GainOpt = Annotated[float | None, typer.Option("--em-gain", help="EM gain (1 for sCMOS/CCD).")]
+QeOpt = Annotated[float | None, typer.Option("--qe", help="Quantum efficiency (0-1).")]
+SigmaOpt = Annotated[float | None, typer.Option("--psf-sigma-nm", help="PSF sigma (classic fit).")]
+
+
+def _localizer_config(cfg, localizer: str | None, weights: str | None):  # type: ignore[no-untyped-def]
+    from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig
+
+    lcfg = cfg.localizer
+    if localizer is not None:
+        if localizer not in ("cnn", "classic"):
+            raise ConfigError(f"--localizer must be cnn or classic, got {localizer!r}")
+        if localizer != lcfg.kind:
+            lcfg = CNNLocalizerConfig() if localizer == "cnn" else ClassicLocalizerConfig()
+    if weights is not None:
+        if lcfg.kind != "cnn":
+            raise ConfigError("--weights only applies to --localizer cnn")
+        lcfg = lcfg.model_copy(update={"weights": weights})
+    return lcfg
+
+
+@app.command()
+def localize(
+    input_path: Annotated[Path, typer.Argument(help="A recording (*.zarr) or a TIFF stack.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write: a table (.csv ThunderSTORM, .h5 DECODE, .hdf5 Picasso) or a new "
+            "recording (.zarr). Default: append to the input recording.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    localizer: LocalizerOpt = None,
+    weights: Annotated[
+        str | None, typer.Option(help="CNN checkpoint: shipped name or path.")
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Table format: auto (by suffix), thunderstorm, csv, decode, picasso."
+        ),
+    ] = "auto",
+    device: DeviceOpt = "auto",
+    pixel_size_nm: PixelOpt = None,
+    baseline_adu: BaselineOpt = None,
+    e_per_adu: EPerAduOpt = None,
+    em_gain: GainOpt = None,
+    qe: QeOpt = None,
+    psf_sigma_nm: SigmaOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing localizations/output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Localize single molecules in every frame (CNN or classic Gaussian fitting).
+
+    Camera counts are turned into photons with the recording's camera metadata; for a TIFF give
+    the pixel size and calibration (--baseline-adu, --e-per-adu, --em-gain, --qe).
+    """
+    from dblink_live.localize.run import localize as run_localize
+
+    cfg = _load(config)
+    lcfg = _localizer_config(cfg, localizer, weights)
+    with _progress("localize", quiet) as update:
+        res = run_localize(
+            input_path,
+            config=lcfg,
+            output=output,
+            output_format=output_format,
+            device=device,
+            pixel_size_nm=pixel_size_nm,
+            overwrite=overwrite,
+            progress=update,
+            baseline_adu=baseline_adu,
+            e_per_adu=e_per_adu,
+            em_gain=em_gain,
+            qe=qe,
+            psf_sigma_nm=psf_sigma_nm,
+        )
+    out.print(
+        f"wrote {res.localizations:,} localizations ({res.per_frame:.1f}/frame, {lcfg.kind}) of "
+        f"{res.frames:,} frames to {res.written_to} at {res.frames_per_s:,.0f} frames/s"
+    )
+
+
+@app.command("evaluate-localizer")
+def evaluate_localizer(
+    input_path: Annotated[Path, typer.Argument(help="A simulated recording or a TIFF stack.")],
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option("--ground-truth", "-g", help="True positions (table) for a TIFF stack."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report as JSON here.")
+    ] = None,
+    localizer: Annotated[str, typer.Option("--localizer", help="cnn, classic or both.")] = "both",
+    weights: Annotated[
+        str | None, typer.Option(help="CNN checkpoint: shipped name or path.")
+    ] = None,
+    tolerance_nm: Annotated[float, typer.Option(min=1, help="Matching radius (nm).")] = 250.0,
+    method: Annotated[
+        str, typer.Option(help="Matching: greedy (SMLM-2016) or hungarian.")
+    ] = "greedy",
+    min_photons: Annotated[
+        float, typer.Option(min=0, help="Ignore true emitters dimmer than this in a frame.")
+    ] = 0.0,
+    device: DeviceOpt = "auto",
+    pixel_size_nm: PixelOpt = None,
+    baseline_adu: BaselineOpt = None,
+    e_per_adu: EPerAduOpt = None,
+    em_gain: GainOpt = None,
+    qe: QeOpt = None,
+    psf_sigma_nm: SigmaOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score localizers against ground truth: Jaccard, recall, precision, RMSE, efficiency."""
+    from dblink_live.localize.run import evaluate_localizers
+
+    names = ("cnn", "classic") if localizer == "both" else (localizer,)
+    if method not in ("greedy", "hungarian"):
+        raise ConfigError(f"--method must be greedy or hungarian, got {method!r}")
+    with _progress("evaluate", quiet) as update:
+        report = evaluate_localizers(
+            input_path,
+            ground_truth=ground_truth,
+            localizers=names,
+            weights=weights,
+            tolerance_nm=tolerance_nm,
+            method=method,
+            device=device,
+            pixel_size_nm=pixel_size_nm,
+            min_photons=min_photons,
+            progress=update,
+            baseline_adu=baseline_adu,
+            e_per_adu=e_per_adu,
+            em_gain=em_gain,
+            qe=qe,
+            psf_sigma_nm=psf_sigma_nm,
+        )
+    table = Table(
+        title=f"{input_path} ({report['ground_truth_per_frame']:.1f} true emitters/frame)"
+    )
+    for col in ("localizer", "JI", "recall", "precision", "RMSE nm", "efficiency", "frames/s"):
+        table.add_column(col)
+    for name, r in report["results"].items():
+        table.add_row(
+            name,
+            f"{r['jaccard']:.3f}",
+            f"{r['recall']:.3f}",
+            f"{r['precision']:.3f}",
+            f"{r['rmse_lateral_nm']:.1f}",
+            f"{r['efficiency']:.1f}",
+            f"{r['frames_per_s']:.0f}",
+        )
+    out.print(table)
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2))
+        out.print(f"wrote {output}")
 
 
 def main(argv: list[str] | None = None) -> int:

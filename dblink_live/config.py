@@ -33,12 +33,16 @@ from pydantic import (
 from dblink_live.errors import ConfigError
 
 __all__ = [
+    "CNNLocalizerConfig",
     "CameraConfig",
+    "ClassicLocalizerConfig",
     "CountConfig",
     "EMCCDCameraConfig",
     "FilamentsConfig",
     "GridConfig",
     "LocalizationSpaceConfig",
+    "LocalizerConfig",
+    "LocalizerTrainingConfig",
     "MitochondriaConfig",
     "MotionConfig",
     "OpticsConfig",
@@ -345,6 +349,71 @@ class GridConfig(_Model):
     )
 
 
+# --------------------------------------------------------------------------------- localizer
+class ClassicLocalizerConfig(_Model):
+    """Classic localizer: difference-of-Gaussians band-pass, local maxima, Gaussian LSQ fit.
+
+    Needs no training. A pixel is a candidate when its band-passed value exceeds
+    ``threshold_snr`` times the robust (MAD) noise of the band-passed frame; each candidate is
+    fitted with a pixel-integrated Gaussian of the camera's PSF width (or a free width).
+    """
+
+    kind: Literal["classic"] = "classic"
+    threshold_snr: float = Field(5.0, gt=0, le=100)
+    roi_radius_px: int = Field(3, ge=2, le=10, description="fit window is 2r+1 pixels wide")
+    fit_iterations: int = Field(15, ge=1, le=200)
+    fit_sigma: bool = Field(False, description="fit the PSF width too (else fixed)")
+    batch_frames: int = Field(64, ge=1, le=100_000)
+
+
+class CNNLocalizerConfig(_Model):
+    """CNN localizer (DECODE-style per-pixel outputs) loaded from a shipped or trained checkpoint.
+
+    ``weights`` is a name in ``dblink_live/weights`` (without ``.pt``) or a path to a checkpoint
+    written by ``dblink-live train-localizer``.
+    """
+
+    kind: Literal["cnn"] = "cnn"
+    weights: str = Field("localizer", min_length=1)
+    detection_threshold: float = Field(0.5, gt=0, lt=1)
+    batch_frames: int = Field(64, ge=1, le=100_000)
+
+
+LocalizerConfig = Annotated[
+    Annotated[CNNLocalizerConfig, Tag("cnn")] | Annotated[ClassicLocalizerConfig, Tag("classic")],
+    _kind_or("cnn"),
+]
+
+
+class LocalizerTrainingConfig(_Model):
+    """Training of the CNN localizer on simulated frames generated on the fly.
+
+    Every sample draws its pixel size, PSF width, emitter density, brightness, background and
+    camera model from these ranges, so that one checkpoint serves 100-160 nm pixels, EMCCD and
+    sCMOS cameras, and low to high densities.
+    """
+
+    steps: int = Field(20_000, ge=1, le=10_000_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    patch_px: int = Field(40, ge=16, le=512)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    channels: int = Field(24, ge=4, le=256, description="base width of the network")
+    seed: int = Field(0, ge=0)
+    pixel_size_nm: PosRange = (100.0, 160.0)
+    psf_sigma_nm: PosRange = (90.0, 160.0)
+    density_per_um2: PosRange = (0.05, 2.5)
+    photons_mean: PosRange = (500.0, 6000.0)
+    background_photons: NonNegRange = (10.0, 150.0)
+    on_time_frames: PosRange = (1.0, 3.0)
+    cameras: list[Literal["emccd", "scmos"]] = Field(["emccd", "scmos"], min_length=1)
+    min_photons: float = Field(
+        100.0, ge=0, description="emitters with fewer photons in a frame are not targets"
+    )
+    validate_every: int = Field(500, ge=1)
+    validation_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+
+
 class RunConfig(_Model):
     """Everything one run needs; stored resolved in every output so it describes itself."""
 
@@ -352,6 +421,8 @@ class RunConfig(_Model):
     name: str = Field("default", min_length=1, max_length=200)
     simulation: SimulationConfig = SimulationConfig()
     grid: GridConfig = GridConfig()
+    localizer: LocalizerConfig = CNNLocalizerConfig()
+    localizer_training: LocalizerTrainingConfig = LocalizerTrainingConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable dict of the resolved config."""

@@ -389,6 +389,28 @@ class Recording:
             )
         return self._append_table("localizations", _LOC_DTYPES, locs.columns())
 
+    @property
+    def n_localizations(self) -> int:
+        """Complete localization rows."""
+        if "localizations" not in self.group:
+            return 0
+        return int(self.group["localizations"].attrs.get("rows_written", 0))
+
+    def clear_localizations(self, info: Mapping[str, Any] | None = None) -> None:
+        """Drop all localizations (to redo them) and record how the next ones are made."""
+        self._require_writable()
+        if "localizations" in self.group:
+            del self.group["localizations"]
+        g = self._table("localizations", _LOC_DTYPES)
+        if info is not None:
+            g.attrs["localizer"] = _jsonable(dict(info))
+
+    def localization_info(self) -> dict[str, Any]:
+        """How the localizations were made (localizer, model, calibration), if recorded."""
+        if "localizations" not in self.group:
+            return {}
+        return dict(self.group["localizations"].attrs.get("localizer") or {})
+
     def read_localizations(self) -> Localizations:
         """All complete localization rows (empty table if none)."""
         cols = self._read_table("localizations", _LOC_DTYPES)

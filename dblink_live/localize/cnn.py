@@ -1,0 +1,294 @@
+"""CNN localizer: DECODE-style per-pixel outputs on the camera grid.
+
+The network reads three consecutive frames (t-1, t, t+1, in photons / ``input_scale``) and
+predicts, for every pixel of frame t: the probability that an emitter's centre lies in it, its
+sub-pixel offset (dx, dy in pixels from the pixel centre), the offset uncertainties, its photons
+and the background. Detections are the local maxima (3x3) of the probability above a threshold.
+
+Architecture (``LocalizerNet``): a two-level U-Net, ``channels`` wide at full resolution and
+``2 x channels`` at half resolution, 3x3 convolutions with ReLU, a 1x1 head with 7 outputs.
+Checkpoints describe themselves (architecture, input scale, training config, version), so
+loading needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dblink_live import __version__
+from dblink_live.config import CNNLocalizerConfig
+from dblink_live.errors import DblinkError
+from dblink_live.localizations import Localizations
+from dblink_live.localize.base import CameraCalibration, resolve_device
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CNNLocalizer",
+    "LocalizerNet",
+    "LocalizerOutputs",
+    "load_localizer_checkpoint",
+    "resolve_weights",
+]
+
+CHECKPOINT_FORMAT = "dblink-live-localizer"
+CHECKPOINT_VERSION = 1
+CONTEXT = 1  # frames of context on each side
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+@dataclass
+class LocalizerOutputs:
+    """Per-pixel outputs, each (B, Y, X): probability logit, offsets (px), offset sigmas (px),
+    photons, background (photons per pixel)."""
+
+    logit: torch.Tensor
+    dx: torch.Tensor
+    dy: torch.Tensor
+    sigma_x: torch.Tensor
+    sigma_y: torch.Tensor
+    photons: torch.Tensor
+    background: torch.Tensor
+
+
+class LocalizerNet(nn.Module):
+    """Two-level U-Net with a 7-channel per-pixel head (see the module docstring).
+
+    Parameters
+    ----------
+    channels
+        Width at full resolution.
+    in_frames
+        Frames read per output frame (3: t-1, t, t+1).
+    photon_scale, background_scale
+        Output scales: photons and background are ``softplus(raw) * scale``.
+    """
+
+    def __init__(
+        self,
+        channels: int = 24,
+        in_frames: int = 3,
+        photon_scale: float = 1000.0,
+        background_scale: float = 100.0,
+    ):
+        super().__init__()
+        c = channels
+        self.enc = nn.Sequential(_conv(in_frames, c), _conv(c, c))
+        self.mid = nn.Sequential(_conv(c, 2 * c), _conv(2 * c, 2 * c))
+        self.up = _conv(2 * c, c)
+        self.dec = _conv(2 * c, c)
+        self.head = nn.Conv2d(c, 7, 1)
+        self.photon_scale = photon_scale
+        self.background_scale = background_scale
+
+    def forward(self, x: torch.Tensor) -> LocalizerOutputs:
+        """x: (B, in_frames, Y, X) normalized photons; Y and X need not be even."""
+        h, w = x.shape[-2:]
+        ph, pw = h % 2, w % 2
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        e = self.enc(x)
+        m = self.mid(F.max_pool2d(e, 2))
+        u = self.up(F.interpolate(m, scale_factor=2, mode="nearest"))
+        o = self.head(self.dec(torch.cat([e, u], 1)))[:, :, :h, :w]
+        return LocalizerOutputs(
+            logit=o[:, 0],
+            dx=torch.tanh(o[:, 1]),
+            dy=torch.tanh(o[:, 2]),
+            sigma_x=F.softplus(o[:, 3]) + 0.01,
+            sigma_y=F.softplus(o[:, 4]) + 0.01,
+            photons=F.softplus(o[:, 5]) * self.photon_scale,
+            background=F.softplus(o[:, 6]) * self.background_scale,
+        )
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A checkpoint path from a shipped name (``dblink_live/weights/NAME.pt``) or a path."""
+    p = Path(weights)
+    if p.suffix == ".pt" and p.exists():
+        return p
+    shipped = resources.files("dblink_live") / "weights" / f"{weights}.pt"
+    if shipped.is_file():
+        return Path(str(shipped))
+    if p.exists():
+        return p
+    raise DblinkError(
+        f"no localizer checkpoint {weights!r}: give a path to a .pt file or a name shipped in "
+        "dblink_live/weights (train one with `dblink-live train-localizer`)"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_localizer_checkpoint(
+    weights: str | Path, device: torch.device | str = "cpu"
+) -> tuple[LocalizerNet, dict[str, Any]]:
+    """Load a self-describing localizer checkpoint; returns (model in eval mode, checkpoint).
+
+    Raises
+    ------
+    DblinkError
+        if the file is not a dblink_live localizer checkpoint or is newer than this version.
+    """
+    path = resolve_weights(weights)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:
+        raise DblinkError(f"{path} cannot be read as a checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DblinkError(f"{path} is not a dblink_live localizer checkpoint")
+    if ckpt.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise DblinkError(f"{path} was written by a newer dblink_live; upgrade to load it")
+    model = LocalizerNet(**ckpt["architecture"])
+    model.load_state_dict(ckpt["model_state"])
+    model.to(device).eval()
+    ckpt["path"] = str(path)
+    return model, ckpt
+
+
+def make_checkpoint(
+    model: LocalizerNet,
+    architecture: dict[str, Any],
+    input_scale: float,
+    training: dict[str, Any],
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict saved by the trainer (everything needed to rebuild and resume)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "package_version": __version__,
+        "architecture": architecture,
+        "input_scale": input_scale,
+        "context_frames": CONTEXT,
+        "training": training,
+        "step": step,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "metrics": metrics or {},
+    }
+
+
+def with_context(photons: torch.Tensor, context: int = CONTEXT) -> torch.Tensor:
+    """(T, Y, X) -> (T, 2c+1, Y, X): each frame with its neighbours (edges replicated)."""
+    t = photons.shape[0]
+    idx = torch.arange(t, device=photons.device)[:, None] + torch.arange(
+        -context, context + 1, device=photons.device
+    )
+    return photons[idx.clamp(0, t - 1)]
+
+
+def extract(out: LocalizerOutputs, threshold: float) -> tuple[torch.Tensor, ...]:
+    """Detections as (t, row, col, p, dx, dy, sx, sy, photons, background) tensors."""
+    p = torch.sigmoid(out.logit)
+    peak = (p == F.max_pool2d(p[:, None], 3, stride=1, padding=1)[:, 0]) & (p > threshold)
+    t, r, c = torch.nonzero(peak, as_tuple=True)
+    return (
+        t,
+        r,
+        c,
+        p[t, r, c],
+        out.dx[t, r, c],
+        out.dy[t, r, c],
+        out.sigma_x[t, r, c],
+        out.sigma_y[t, r, c],
+        out.photons[t, r, c],
+        out.background[t, r, c],
+    )
+
+
+class CNNLocalizer:
+    """Localize with a trained :class:`LocalizerNet` (CUDA when present, mixed precision there).
+
+    Parameters
+    ----------
+    config
+        Checkpoint name/path, detection threshold, batch size.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+    """
+
+    name = "cnn"
+
+    def __init__(self, config: CNNLocalizerConfig | None = None, device: str = "auto"):
+        self.config = config or CNNLocalizerConfig()
+        self.device = resolve_device(device)
+        self.model, self.checkpoint = load_localizer_checkpoint(self.config.weights, self.device)
+        self.input_scale = float(self.checkpoint["input_scale"])
+        self.context = int(self.checkpoint.get("context_frames", CONTEXT))
+
+    @property
+    def model_id(self) -> dict[str, str]:
+        """Name and SHA-256 of the checkpoint file, stored with results."""
+        path = Path(self.checkpoint["path"])
+        return {"name": path.stem, "sha256": file_sha256(path)}
+
+    @torch.no_grad()
+    def localize(
+        self,
+        frames: np.ndarray,
+        calibration: CameraCalibration,
+        first_frame: int = 0,
+        context_before: np.ndarray | None = None,
+        context_after: np.ndarray | None = None,
+    ) -> Localizations:
+        """Localize (T, Y, X) ADU frames; ``frame`` counts from ``first_frame``.
+
+        ``context_before`` / ``context_after`` (one frame each) let a streaming caller give the
+        neighbours of the first and last frame; without them edges are replicated.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        px = calibration.pixel_size_nm
+        stack = [frames]
+        if context_before is not None:
+            stack.insert(0, np.asarray(context_before).reshape(-1, *frames.shape[1:])[-1:])
+        if context_after is not None:
+            stack.append(np.asarray(context_after).reshape(-1, *frames.shape[1:])[:1])
+        full = calibration.to_photons(np.concatenate(stack)).to(self.device) / self.input_scale
+        lo = 1 if context_before is not None else 0
+        ctx = with_context(full, self.context)[lo : lo + len(frames)]
+        parts = []
+        use_amp = self.device.type == "cuda"
+        for start in range(0, len(ctx), self.config.batch_frames):
+            batch = ctx[start : start + self.config.batch_frames]
+            with torch.autocast(self.device.type, enabled=use_amp, dtype=torch.float16):
+                out = self.model(batch)
+            out = LocalizerOutputs(*(v.float() for v in vars(out).values()))
+            t, r, c, p, dx, dy, sx, sy, nph, bg = extract(out, self.config.detection_threshold)
+            parts.append(
+                Localizations(
+                    frame=(t + start + first_frame).cpu().numpy(),
+                    x_nm=((c.float() + 0.5 + dx) * px).cpu().numpy(),
+                    y_nm=((r.float() + 0.5 + dy) * px).cpu().numpy(),
+                    photons=nph.cpu().numpy(),
+                    background=bg.cpu().numpy(),
+                    uncertainty_nm=(torch.sqrt((sx**2 + sy**2) / 2) * px).cpu().numpy(),
+                    score=p.cpu().numpy(),
+                    pixel_size_nm=px,
+                )
+            )
+        out_l = Localizations.concatenate(parts) if parts else Localizations.empty(px)
+        out_l.pixel_size_nm = px
+        out_l.n_frames = max(out_l.n_frames, first_frame + len(frames))
+        return out_l

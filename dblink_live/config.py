@@ -47,6 +47,8 @@ __all__ = [
     "MotionConfig",
     "OpticsConfig",
     "PhotophysicsConfig",
+    "ReconModelConfig",
+    "ReconTrainingConfig",
     "RunConfig",
     "SCMOSCameraConfig",
     "SimulationConfig",
@@ -414,6 +416,101 @@ class LocalizerTrainingConfig(_Model):
     checkpoint_every: int = Field(500, ge=1)
 
 
+# ---------------------------------------------------------------------------- reconstruction
+class ReconModelConfig(_Model):
+    """ConvBiLSTM architecture (built with ``ConvBiLSTM(**cfg.model_dump())``).
+
+    Presets: ``light`` (the default: hidden 8, 3x3 kernels, head 16-32-32-1, ~54 k parameters,
+    fast enough for a live CPU demo) and ``dblink_paper`` (2 layers, hidden 4, 5x5 kernels, head
+    8-128-256-64-1, ~1.27 M parameters: the published model). A preset fills the fields it names;
+    ``custom`` takes the fields as given.
+    """
+
+    preset: Literal["light", "dblink_paper", "custom"] = "light"
+    hidden_channels: int = Field(8, ge=1, le=256)
+    layers: int = Field(2, ge=1, le=8)
+    kernel_size: int = Field(3, ge=1, le=9)
+    head_channels: list[int] = Field([16, 32, 32], min_length=1, max_length=8)
+    head_kernel_size: int = Field(3, ge=1, le=9)
+    confidence: bool = Field(True, description="second head: probability the output is right")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset", "light")
+        values = _RECON_PRESETS.get(preset)
+        if values is None:
+            return data
+        for key, fixed in values.items():
+            given = data.get(key, fixed)
+            if isinstance(fixed, list):
+                given = list(given)
+            if given != fixed:
+                raise ValueError(
+                    f"preset {preset!r} fixes {key} = {fixed}; set preset: custom to change it"
+                )
+        return {**data, **values}
+
+    @model_validator(mode="after")
+    def _odd(self) -> ReconModelConfig:
+        if self.kernel_size % 2 == 0 or self.head_kernel_size % 2 == 0:
+            raise ValueError("kernel sizes must be odd")
+        return self
+
+
+_RECON_PRESETS: dict[str, dict[str, Any]] = {
+    "light": {
+        "hidden_channels": 8,
+        "layers": 2,
+        "kernel_size": 3,
+        "head_channels": [16, 32, 32],
+        "head_kernel_size": 3,
+    },
+    "dblink_paper": {
+        "hidden_channels": 4,
+        "layers": 2,
+        "kernel_size": 5,
+        "head_channels": [128, 256, 64],
+        "head_kernel_size": 5,
+    },
+}
+
+
+class ReconTrainingConfig(_Model):
+    """Training of the ConvBiLSTM on localization-space simulations generated on the fly.
+
+    Loss: BCE (``pos_weight``) against the thin ground-truth skeleton + ``temporal_weight`` x
+    L1 between consecutive outputs + ``tv_weight`` x total variation + ``confidence_weight`` x
+    BCE of the confidence head against "the thresholded output is right here".
+    """
+
+    steps: int = Field(6000, ge=1, le=10_000_000)
+    target: Literal["skeleton", "structure"] = Field(
+        "skeleton",
+        description="ground truth to learn: the thin skeleton (filaments) or the width-true "
+        "structure, covered > 50 % (wide objects such as mitochondria)",
+    )
+    batch_size: int = Field(4, ge=1, le=1024)
+    tile_bins: int = Field(64, ge=16, le=1024)
+    sequence_maps: int = Field(16, ge=2, le=1024)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    betas: tuple[float, float] = (0.99, 0.999)
+    pos_weight: float = Field(3.0, gt=0, le=1000)
+    temporal_weight: float = Field(0.01, ge=0)
+    tv_weight: float = Field(0.0, ge=0)
+    confidence_weight: float = Field(0.2, ge=0)
+    density_per_um2: PosRange = (0.2, 1.0)
+    window_frames: tuple[int, int] = Field((10, 10), description="W drawn per sequence (low, high)")
+    seed: int = Field(0, ge=0)
+    validate_every: int = Field(250, ge=1)
+    validation_sequences: int = Field(16, ge=1)
+    plateau_patience: int = Field(3, ge=1)
+    early_stopping_patience: int = Field(8, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
+
+
 class RunConfig(_Model):
     """Everything one run needs; stored resolved in every output so it describes itself."""
 
@@ -423,6 +520,8 @@ class RunConfig(_Model):
     grid: GridConfig = GridConfig()
     localizer: LocalizerConfig = CNNLocalizerConfig()
     localizer_training: LocalizerTrainingConfig = LocalizerTrainingConfig()
+    recon_model: ReconModelConfig = ReconModelConfig()
+    recon_training: ReconTrainingConfig = ReconTrainingConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable dict of the resolved config."""

@@ -492,6 +492,12 @@ class Recording:
         arr.attrs["frames_written"] = done + len(block)
         return done + len(block)
 
+    def delete_image(self, name: str) -> None:
+        """Remove an image (e.g. before recomputing a reconstruction)."""
+        self._require_writable()
+        if name in self.group:
+            del self.group[name]
+
     def read_image(self, name: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """(data (T', Y', X'), attrs) of an image, or None if the recording lacks it."""
         if name not in self.group:

@@ -1,0 +1,174 @@
+"""Offline reconstruction of whole recordings with full bidirectional context, memory bounded.
+
+Two passes over the maps, in chunks:
+
+1. the backward direction runs from the last chunk to the first, carrying its state across
+   chunks, and stores its last-layer features for every map in a temporary zarr array on disk;
+2. the forward direction runs from the first chunk to the last, carrying its state, reads the
+   stored backward features of the same maps and decodes them with the head.
+
+So the result equals running the model on the whole sequence at once, while memory holds one
+chunk. Output every S < W raw frames (``stride``) runs one such sequence per phase offset of the
+window (``W / S`` passes, each over the maps starting at ``phase x S``) and interleaves them: never
+one full window pass per output frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from dblink_live.config import ReconModelConfig
+from dblink_live.errors import DblinkError
+from dblink_live.localize.base import resolve_device
+from dblink_live.recon.model import ConvBiLSTM
+from dblink_live.recon.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+__all__ = ["LoadedModel", "load_recon_model", "reconstruct_sequence", "resolve_recon_weights"]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class LoadedModel:
+    """A reconstruction model with what it needs to be used correctly."""
+
+    model: ConvBiLSTM
+    bin_nm: float
+    window_frames: int
+    structure: str
+    name: str
+    sha256: str
+    checkpoint: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> dict[str, Any]:
+        """Stored with every reconstruction: which model, trained for which grid."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "structure": self.structure,
+            "target": self.checkpoint.get("target", "skeleton"),
+            "bin_nm": self.bin_nm,
+            "window_frames": self.window_frames,
+            "architecture": self.checkpoint["architecture"],
+        }
+
+
+def resolve_recon_weights(weights: str | Path) -> Path:
+    """Path of a checkpoint from a shipped name (``dblink_live/weights/NAME.pt``) or a path."""
+    p = Path(weights)
+    if p.is_file():
+        return p
+    shipped = resources.files("dblink_live") / "weights" / f"{weights}.pt"
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise DblinkError(
+        f"no reconstruction checkpoint {weights!r}: give a .pt path or a shipped name "
+        "(recon_filaments, recon_mitochondria); train one with `dblink-live train`"
+    )
+
+
+def load_recon_model(weights: str | Path, device: str = "auto") -> LoadedModel:
+    """Load a self-describing ConvBiLSTM checkpoint (best validation weights when present)."""
+    path = resolve_recon_weights(weights)
+    dev = resolve_device(device)
+    try:
+        ckpt = torch.load(path, map_location=dev, weights_only=False)
+    except Exception as exc:
+        raise DblinkError(f"{path} cannot be read as a checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DblinkError(f"{path} is not a dblink_live reconstruction checkpoint")
+    if ckpt.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise DblinkError(f"{path} was written by a newer dblink_live; upgrade to load it")
+    model = ConvBiLSTM(**ReconModelConfig(**ckpt["architecture"]).model_dump())
+    model.load_state_dict(ckpt.get("best_model_state") or ckpt["model_state"])
+    model.to(dev).eval()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadedModel(
+        model,
+        float(ckpt["grid"]["bin_nm"]),
+        int(ckpt["grid"]["window_frames"]),
+        ckpt.get("structure", "unknown"),
+        path.stem,
+        sha,
+        ckpt,
+    )
+
+
+@torch.no_grad()
+def reconstruct_sequence(
+    model: ConvBiLSTM,
+    maps: Callable[[int, int], np.ndarray],
+    n_maps: int,
+    chunk_maps: int = 32,
+    progress: Progress | None = None,
+    workdir: str | Path | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Full-context bidirectional reconstruction of a long sequence in bounded memory.
+
+    Parameters
+    ----------
+    model
+        The network (its device is used).
+    maps
+        ``maps(start, stop)`` returns normalized maps ``[start, stop)`` as (n, Y, X) float32.
+    n_maps
+        Length of the sequence.
+    chunk_maps
+        Maps processed at once.
+    workdir
+        Where the temporary backward features go (a temporary folder by default).
+
+    Yields
+    ------
+    (start, reconstruction (n, Y, X) float32 in [0, 1], confidence (n, Y, X) or None)
+    """
+    dev = next(model.parameters()).device
+    if n_maps == 0:
+        return
+    first = np.asarray(maps(0, 1))
+    ny, nx = first.shape[-2:]
+    h = model.hidden_channels
+    starts = list(range(0, n_maps, chunk_maps))
+    total = 2 * len(starts)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="dblink-bw-") as tmp:
+        store = zarr.open_array(
+            Path(tmp) / "backward.zarr",
+            mode="w",
+            shape=(n_maps, h, ny, nx),
+            chunks=(min(chunk_maps, n_maps), h, ny, nx),
+            dtype="float32",
+        )
+        state = None
+        for i, s in enumerate(reversed(starts)):
+            e = min(s + chunk_maps, n_maps)
+            x = torch.as_tensor(np.asarray(maps(s, e)), dtype=torch.float32, device=dev)
+            feats, state = model.run_direction(x.flip(0)[None, :, None], "backward", state)
+            store[s:e] = feats[0].flip(0).cpu().numpy()
+            if progress is not None:
+                progress(i + 1, total, "backward")
+        state = None
+        for i, s in enumerate(starts):
+            e = min(s + chunk_maps, n_maps)
+            x = torch.as_tensor(np.asarray(maps(s, e)), dtype=torch.float32, device=dev)
+            fw, state = model.run_direction(x[None, :, None], "forward", state)
+            bw = torch.as_tensor(store[s:e], device=dev)[None]
+            logit, conf = model.decode(fw, bw)
+            rec = torch.sigmoid(logit[0]).cpu().numpy()
+            cf = torch.sigmoid(conf[0]).cpu().numpy() if conf is not None else None
+            if progress is not None:
+                progress(len(starts) + i + 1, total, "forward")
+            yield s, rec, cf

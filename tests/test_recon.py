@@ -1,0 +1,279 @@
+"""ConvBiLSTM: presets, chunked offline inference == whole sequence, strides, training, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dblink_live.config import ReconModelConfig, RunConfig
+from dblink_live.errors import DblinkError
+from dblink_live.io import Recording
+from dblink_live.recon.data import map_scale, training_sequence
+from dblink_live.recon.inference import load_recon_model, reconstruct_sequence
+from dblink_live.recon.model import ConvBiLSTM
+from dblink_live.recon.reprocess import reconstruct_localizations
+
+TINY = (
+    "simulation:\n  camera: {width_px: 16, height_px: 16}\n"
+    "recon_training:\n  steps: 2\n  batch_size: 1\n  tile_bins: 32\n  sequence_maps: 4\n"
+    "  validate_every: 1\n  validation_sequences: 1\n  checkpoint_every: 1\n"
+)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dblink_live.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ckpt")
+    (d / "tiny.yaml").write_text(TINY)
+    out = d / "tiny.pt"
+    r = _cli(
+        "train",
+        "-c",
+        str(d / "tiny.yaml"),
+        "-o",
+        str(out),
+        "-q",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_presets_match_the_published_sizes() -> None:
+    paper = ConvBiLSTM(**ReconModelConfig(preset="dblink_paper").model_dump())
+    light = ConvBiLSTM(**ReconModelConfig().model_dump())
+    n_paper = sum(p.numel() for p in paper.parameters())
+    assert n_paper == pytest.approx(1.27e6, rel=0.01)
+    assert paper.macs_per_pixel() * 128 * 128 / 1e9 == pytest.approx(20.8, rel=0.02)
+    assert light.macs_per_pixel() * 20 < paper.macs_per_pixel()
+
+
+def test_model_is_fully_convolutional_and_causal_per_direction() -> None:
+    torch.manual_seed(0)
+    m = ConvBiLSTM(**ReconModelConfig().model_dump()).eval()
+    x = torch.rand(1, 6, 1, 20, 28)
+    rec, conf = m(x)
+    assert rec.shape == conf.shape == (1, 6, 20, 28)
+    fw, _ = m.run_direction(x, "forward")
+    x2 = x.clone()
+    x2[:, 4:] = 0  # the future does not change the forward features of the past
+    fw2, _ = m.run_direction(x2, "forward")
+    assert torch.allclose(fw[:, :4], fw2[:, :4])
+
+
+def test_chunked_offline_equals_the_whole_sequence() -> None:
+    torch.manual_seed(1)
+    m = ConvBiLSTM(**ReconModelConfig().model_dump()).eval()
+    maps = np.random.default_rng(0).random((11, 24, 24)).astype(np.float32)
+    with torch.no_grad():
+        logit, conf = m(torch.from_numpy(maps)[None, :, None])
+    whole = torch.sigmoid(logit[0]).numpy()
+    parts = list(reconstruct_sequence(m, lambda s, e: maps[s:e], len(maps), chunk_maps=4))
+    assert [p[0] for p in parts] == [0, 4, 8]
+    chunked = np.concatenate([p[1] for p in parts])
+    assert np.allclose(chunked, whole, atol=1e-5)
+    assert np.allclose(
+        np.concatenate([p[2] for p in parts]), torch.sigmoid(conf[0]).numpy(), atol=1e-5
+    )
+
+
+def test_normalization_is_invariant_to_window_and_density() -> None:
+    base = map_scale(0.5, 10, 40.0)
+    assert map_scale(0.5, 20, 40.0) == pytest.approx(2 * base)
+    assert map_scale(1.0, 10, 40.0) == pytest.approx(2 * base)
+    cfg = RunConfig()
+    a, _ = training_sequence(cfg, 3, 64, 4, 10, 0.5)
+    b, _ = training_sequence(cfg, 3, 64, 2, 20, 0.5)  # same frames, windows twice as long
+    assert a.sum() / a.size == pytest.approx(b.sum() / b.size, rel=0.25)
+
+
+def test_training_checkpoint_describes_itself_and_resumes(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    ckpt = torch.load(tiny_checkpoint, weights_only=False)
+    assert ckpt["format"] == "dblink-live-recon" and ckpt["step"] == 2
+    assert ckpt["grid"] == {"bin_nm": 40.0, "window_frames": 10}
+    assert ckpt["architecture"]["preset"] == "light"
+    assert ckpt["best_model_state"] is not None
+    loaded = load_recon_model(tiny_checkpoint, "cpu")
+    assert loaded.window_frames == 10 and loaded.describe()["sha256"]
+    r = _cli(
+        "train",
+        "-c",
+        str(tiny_checkpoint.with_suffix(".yaml")),
+        "-o",
+        str(tiny_checkpoint),
+        "--steps",
+        "3",
+        "--resume",
+        str(tiny_checkpoint),
+        "-q",
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    assert torch.load(tiny_checkpoint, weights_only=False)["step"] == 3
+
+
+def test_distributed_training_with_two_cpu_processes(tmp_path: Path) -> None:
+    """torchrun + DistributedDataParallel on the gloo backend, 2 processes."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "dblink_live.cli",
+            "train",
+            "-c",
+            str(cfg),
+            "-o",
+            str(out),
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(out, weights_only=False)
+    assert ckpt["metrics"]["world_size"] == 2 and ckpt["step"] == 2
+
+
+def test_strides_interleave_phase_passes(tiny_checkpoint: Path) -> None:
+    from dblink_live.sim import simulate_localizations
+
+    cfg = RunConfig().updated(simulation={"camera": {"width_px": 16, "height_px": 16}})
+    seq = simulate_localizations(cfg, n_frames=60, seed=2, with_gt=False)
+    model = load_recon_model(tiny_checkpoint, "cpu")
+    fov = (16 * 160.0, 16 * 160.0)
+    w10 = np.concatenate(
+        [r for _, r, _ in reconstruct_localizations(seq.localizations, model, fov, 60)]
+    )
+    w5 = np.concatenate(
+        [r for _, r, _ in reconstruct_localizations(seq.localizations, model, fov, 60, 5, 2)]
+    )
+    s1 = np.concatenate(
+        [r for _, r, _ in reconstruct_localizations(seq.localizations, model, fov, 60, 1, 3)]
+    )
+    assert len(w10) == 6 and len(w5) == 11 and len(s1) == 51
+    assert np.allclose(w5[::2], w10, atol=1e-5)
+    assert np.allclose(s1[::10], w10, atol=1e-5)
+    with pytest.raises(DblinkError, match="must divide"):
+        next(reconstruct_localizations(seq.localizations, model, fov, 60, 3))
+
+
+def test_reprocess_and_evaluate_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    sim = tmp_path / "sim.zarr"
+    assert (
+        _cli(
+            "simulate",
+            "-n",
+            "60",
+            "-o",
+            str(sim),
+            "-q",
+            "-c",
+            str(tiny_checkpoint.with_suffix(".yaml")),
+        ).returncode
+        == 0
+    )
+    r = _cli(
+        "reprocess",
+        str(sim),
+        "--weights",
+        str(tiny_checkpoint),
+        "--localizer",
+        "classic",
+        "--tiff",
+        "--gif",
+        "-q",
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    rec = Recording.open(sim)
+    assert rec.n_localizations > 0  # localized first
+    data, attrs = rec.read_image("reconstruction")
+    assert data.shape == (6, 64, 64) and 0 <= data.min() and data.max() <= 1
+    assert attrs["model"]["name"] == "tiny" and attrs["stride_frames"] == 10
+    assert rec.read_image("confidence")[0].shape == data.shape
+    assert (tmp_path / "sim_reconstruction.tif").exists() and (
+        tmp_path / "sim_preview.gif"
+    ).exists()
+    r = _cli("reprocess", str(sim), "--weights", str(tiny_checkpoint), "-q")
+    assert r.returncode == 2 and "already has a reconstruction" in r.stderr
+    r = _cli(
+        "evaluate", str(sim), "-o", str(tmp_path / "ev.json"), "--figure", str(tmp_path / "ev.png")
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "ev.json").read_text())
+    assert set(report["baselines"]) == {"static_W", "static_10W"}
+    assert 0 <= report["reconstruction"]["tol1"]["recall"] <= 1
+    assert (tmp_path / "ev.png").stat().st_size > 10_000
+
+
+def test_reprocess_a_localization_table(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from dblink_live.io.tables import write_localizations
+    from dblink_live.sim import simulate_localizations
+
+    cfg = RunConfig().updated(simulation={"camera": {"width_px": 32, "height_px": 32}})
+    seq = simulate_localizations(cfg, n_frames=40, seed=4, with_gt=False)
+    assert len(seq.localizations) > 100
+    table = tmp_path / "locs.csv"
+    write_localizations(seq.localizations, table, format="thunderstorm")
+    out = tmp_path / "table.zarr"
+    r = _cli(
+        "reprocess",
+        str(table),
+        "-o",
+        str(out),
+        "--weights",
+        str(tiny_checkpoint),
+        "-q",
+        "--pixel-size-nm",
+        "160",
+    )
+    assert r.returncode == 0, r.stderr
+    rec = Recording.open(out)
+    assert rec.n_localizations == len(seq.localizations)
+    assert len(rec.read_image("reconstruction")[0]) == 4
+
+
+def test_evaluate_needs_ground_truth(tmp_path: Path) -> None:
+    rec = Recording.create(
+        tmp_path / "r.zarr", frame_shape=(8, 8), pixel_size_nm=100, frame_interval_s=0.01
+    )
+    rec.create_image("reconstruction", (20, 20), "float32", bin_nm=40, window_frames=10)
+    rec.append_image("reconstruction", np.zeros((2, 20, 20), np.float32))
+    r = _cli("evaluate", str(tmp_path / "r.zarr"))
+    assert r.returncode == 2 and "no ground truth" in r.stderr

@@ -1,0 +1,124 @@
+"""CNN localizer: shipped weights describe themselves, beat classic at high density, stream."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig, RunConfig
+from dblink_live.errors import DblinkError
+from dblink_live.localize import CameraCalibration, ClassicLocalizer, CNNLocalizer
+from dblink_live.localize.cnn import load_localizer_checkpoint, resolve_weights
+from dblink_live.metrics import score_localizations
+from dblink_live.sim import simulate_movie
+
+
+@pytest.fixture(scope="module")
+def dense_movie():
+    cfg = RunConfig().updated(
+        simulation={
+            "photophysics": {"density_per_um2": 1.5},
+            "optics": {"sigma_nm": 130},
+            "camera": {"width_px": 48, "height_px": 48},
+        }
+    )
+    return simulate_movie(cfg, n_frames=40, seed=11)
+
+
+def test_shipped_checkpoint_describes_itself() -> None:
+    model, ckpt = load_localizer_checkpoint("localizer")
+    assert ckpt["format"] == "dblink-live-localizer"
+    assert ckpt["architecture"]["in_frames"] == 3
+    assert ckpt["training"]["pixel_size_nm"] == [100.0, 160.0]
+    assert ckpt["step"] == ckpt["training"]["steps"]
+    assert ckpt["package_version"]
+    assert sum(p.numel() for p in model.parameters()) < 500_000
+    assert resolve_weights("localizer").stat().st_size < 5_000_000
+
+
+def test_cnn_beats_classic_at_high_density(dense_movie) -> None:
+    m = dense_movie
+    cal = CameraCalibration.from_camera(m.metadata["camera"])
+    em = m.emitters
+    scores = {}
+    for loc in (CNNLocalizer(device="cpu"), ClassicLocalizer(device="cpu")):
+        out = loc.localize(m.raw, cal)
+        scores[loc.name] = score_localizations(
+            em.frame, em.x_nm, em.y_nm, out.frame, out.x_nm, out.y_nm
+        )
+    assert scores["cnn"].jaccard > scores["classic"].jaccard
+    assert scores["cnn"].rmse_lateral_nm < 60
+
+
+def test_streaming_blocks_with_context_equal_one_call(dense_movie) -> None:
+    m = dense_movie
+    cal = CameraCalibration.from_camera(m.metadata["camera"])
+    loc = CNNLocalizer(CNNLocalizerConfig(batch_frames=5), device="cpu")
+    whole = loc.localize(m.raw, cal)
+    a = loc.localize(m.raw[:17], cal, context_after=m.raw[17:18])
+    b = loc.localize(m.raw[17:], cal, first_frame=17, context_before=m.raw[16:17])
+    both_x = np.r_[a.x_nm, b.x_nm]
+    assert len(whole) == len(a) + len(b)
+    assert np.allclose(np.sort(whole.x_nm), np.sort(both_x), atol=1e-2)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(DblinkError, match="no localizer checkpoint"):
+        CNNLocalizer(CNNLocalizerConfig(weights=str(tmp_path / "missing.pt")))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(DblinkError, match="cannot be read"):
+        CNNLocalizer(CNNLocalizerConfig(weights=str(junk)))
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(DblinkError, match="not a dblink_live localizer checkpoint"):
+        CNNLocalizer(CNNLocalizerConfig(weights=str(other)))
+
+
+def test_train_localizer_runs_and_resumes(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "localizer_training:\n  steps: 3\n  batch_size: 2\n  patch_px: 16\n  channels: 8\n"
+        "  validate_every: 2\n  validation_batches: 1\n  checkpoint_every: 2\n"
+    )
+    out = tmp_path / "loc.pt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dblink_live.cli",
+        "train-localizer",
+        "-c",
+        str(cfg),
+        "-o",
+        str(out),
+        "-q",
+        "--device",
+        "cpu",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "loc.yaml").exists()
+    first = torch.load(out, weights_only=False)
+    assert first["step"] == 3 and first["optimizer_state"] is not None
+    r = subprocess.run(
+        [*cmd[:-3], "--steps", "5", "--resume", str(out), "-q", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert torch.load(out, weights_only=False)["step"] == 5
+    loc = CNNLocalizer(CNNLocalizerConfig(weights=str(out)), device="cpu")
+    assert loc.model_id["name"] == "loc"
+    frames = np.full((2, 20, 20), 100, np.uint16)
+    assert loc.localize(frames, CameraCalibration(100.0)).n_frames == 2
+
+
+def test_classic_config_is_reachable_from_yaml() -> None:
+    cfg = RunConfig().updated(localizer={"kind": "classic", "threshold_snr": 4})
+    assert isinstance(cfg.localizer, ClassicLocalizerConfig) and cfg.localizer.threshold_snr == 4

@@ -503,6 +503,9 @@ def reprocess(
         typer.Option(min=1, help="Output every S raw frames (S divides W; default W)."),
     ] = None,
     chunk_maps: Annotated[int, typer.Option(min=1, help="Maps processed at once.")] = 32,
+    window_frames: Annotated[
+        int | None, typer.Option(min=1, help="Frames per map W (default: the model's).")
+    ] = None,
     config: ConfigOpt = None,
     localizer: LocalizerOpt = None,
     device: DeviceOpt = "auto",

@@ -483,7 +483,8 @@ class ReconTrainingConfig(_Model):
 
     Loss: BCE (``pos_weight``) against the thin ground-truth skeleton + ``temporal_weight`` x
     L1 between consecutive outputs + ``tv_weight`` x total variation + ``confidence_weight`` x
-    BCE of the confidence head against "the thresholded output is right here".
+    BCE of the confidence head against "the thresholded output is right here (1-bin tolerance
+    for predicted structure)".
     """
 
     steps: int = Field(6000, ge=1, le=10_000_000)

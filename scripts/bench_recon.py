@@ -98,7 +98,7 @@ def main() -> None:
             print(f"{preset:13s} {size:4d}x{size:<4d}: {mps:8.2f} maps/s")
 
     model = load_recon_model(args.weights, str(device))
-    frames = 120 if args.quick else 400
+    frames = 60 if args.quick else 400
     tile_px = 8 if args.quick else 16
     cfg = RunConfig().updated(simulation={"camera": {"width_px": tile_px, "height_px": tile_px}})
     seq = simulate_localizations(cfg, n_frames=frames, seed=7)

@@ -61,3 +61,49 @@ def test_matching_scales_to_many_frames() -> None:
     gi, pi = match_localizations(f, x, y, f, x + rng.normal(0, 10, n), y + rng.normal(0, 10, n))
     assert len(gi) > 0.99 * n
     assert np.mean(gi == pi) > 0.98
+
+
+def test_reconstruction_scores_with_and_without_tolerance() -> None:
+    from dblink_live.metrics import binarize, score_reconstruction
+
+    truth = np.zeros((1, 20, 20), bool)
+    truth[0, 10, 5:15] = True
+    pred = np.zeros_like(truth)
+    pred[0, 11, 5:15] = True  # one bin off
+    exact = score_reconstruction(pred, truth, 0)
+    assert exact.recall == 0 and exact.jaccard == 0
+    assert exact.false_positive_rate == pytest.approx(10 / 390)
+    tol = score_reconstruction(pred, truth, 1)
+    assert (tol.recall, tol.precision, tol.jaccard, tol.false_positive_rate) == (1, 1, 1, 0)
+    img = np.zeros((2, 4, 4))
+    img[0, 0, 0] = 10
+    img[0, 1, 1] = 3  # 0.3 of the max: below 100/255
+    b = binarize(img)
+    assert b[0, 0, 0] and not b[0, 1, 1] and not b[1].any()
+
+
+def test_frc_and_decorrelation_track_blur() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    from dblink_live.metrics import decorrelation_resolution, frc_resolution
+
+    rng = np.random.default_rng(0)
+    points = (rng.random((128, 128)) > 0.99).astype(float)
+    res_frc, res_dec = [], []
+    for sigma in (1, 2, 4):
+        obj = gaussian_filter(points, sigma) * 100
+        a = obj + rng.normal(0, 0.02, obj.shape)
+        b = obj + rng.normal(0, 0.02, obj.shape)
+        res_frc.append(frc_resolution(a, b, 10.0))
+        res_dec.append(decorrelation_resolution(a, 10.0))
+    assert res_frc[0] < res_frc[1] < res_frc[2]
+    assert res_dec[0] < res_dec[1] < res_dec[2]
+
+
+def test_temporal_consistency() -> None:
+    from dblink_live.metrics import temporal_consistency
+
+    rng = np.random.default_rng(1)
+    still = np.repeat(rng.random((1, 16, 16)), 5, 0)
+    assert temporal_consistency(still) == pytest.approx(1.0)
+    assert abs(temporal_consistency(rng.random((5, 16, 16)))) < 0.2

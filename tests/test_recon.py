@@ -224,7 +224,7 @@ def test_reprocess_and_evaluate_end_to_end(tiny_checkpoint: Path, tmp_path: Path
     rec = Recording.open(sim)
     assert rec.n_localizations > 0  # localized first
     data, attrs = rec.read_image("reconstruction")
-    assert data.shape == (6, 64, 64) and 0 <= data.min() and data.max() <= 1
+    assert data.shape == (6, 64, 64) and data.min() >= 0 and data.max() <= 1
     assert attrs["model"]["name"] == "tiny" and attrs["stride_frames"] == 10
     assert rec.read_image("confidence")[0].shape == data.shape
     assert (tmp_path / "sim_reconstruction.tif").exists() and (
@@ -277,3 +277,17 @@ def test_evaluate_needs_ground_truth(tmp_path: Path) -> None:
     rec.append_image("reconstruction", np.zeros((2, 20, 20), np.float32))
     r = _cli("evaluate", str(tmp_path / "r.zarr"))
     assert r.returncode == 2 and "no ground truth" in r.stderr
+
+
+def test_confidence_target_uses_the_evaluation_tolerance() -> None:
+    from dblink_live.recon.training import confidence_target
+
+    gt = torch.zeros(1, 1, 5, 5)
+    gt[0, 0, 2, 2] = 1
+    p = torch.zeros(1, 1, 5, 5)
+    p[0, 0, 2, 3] = 0.9  # next to the truth: right within 1 bin
+    p[0, 0, 0, 0] = 0.9  # far from it: a hallucination
+    right = confidence_target(p, gt)
+    assert right[0, 0, 2, 3] == 1 and right[0, 0, 0, 0] == 0
+    assert right[0, 0, 2, 2] == 0  # missed structure
+    assert right[0, 0, 4, 4] == 1  # correct background

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dblink_live.config import RunConfig
 from dblink_live.errors import RecordingError
@@ -219,6 +221,16 @@ def test_torn_chunk_is_dropped(tmp_path: Path) -> None:
     assert np.array_equal(Recording.open(p).read_frames(), _frames(0, 32))
 
 
+def test_dark_frames_are_kept(tmp_path: Path) -> None:
+    """All-zero frames equal zarr's fill value; they must still be written and read back."""
+    p = tmp_path / "run.zarr"
+    rec = _new(p, chunk_frames=2)
+    rec.append_frames(np.zeros((5, 12, 10), np.uint16))
+    back = Recording.open(p)
+    assert back.n_frames == 5
+    assert (p / "raw" / "c" / "2" / "0" / "0").exists()
+
+
 def test_counter_behind_data_hides_unconfirmed_frames(tmp_path: Path) -> None:
     """A crash after the chunk write but before the counter update: the counter rules."""
     p = tmp_path / "run.zarr"
@@ -264,3 +276,19 @@ def test_killed_writer_leaves_a_readable_recording(tmp_path: Path) -> None:
     expected = np.arange(rec.n_frames, dtype=np.uint16)
     assert np.array_equal(frames[:, 0, 0], expected)
     assert np.array_equal(frames.min(axis=(1, 2)), expected)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(blocks=st.lists(st.integers(1, 11), min_size=1, max_size=6), chunk=st.integers(1, 9))
+def test_any_append_pattern_reads_back_in_order(tmp_path_factory, blocks, chunk) -> None:
+    p = tmp_path_factory.mktemp("h") / "run.zarr"
+    rec = _new(p, chunk_frames=chunk)
+    start = 0
+    for n in blocks:
+        rec.append_frames(_frames(start, n))
+        start += n
+    back = Recording.open(p)
+    assert back.n_frames == start
+    assert np.array_equal(back.read_frames(), _frames(0, start))

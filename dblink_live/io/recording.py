@@ -82,6 +82,15 @@ def _ngff(name: str, scale: list[float], translation: list[float]) -> dict[str, 
     }
 
 
+def _full(arr: zarr.Array) -> zarr.Array:
+    """The array set to write every chunk, even one equal to the fill value.
+
+    zarr skips chunks that hold only the fill value; a dark frame of zeros would then leave no
+    chunk file, which the crash check reads as a missing chunk. Recordings write them all.
+    """
+    return arr.with_config({"write_empty_chunks": True})
+
+
 def _jsonable(value: Any) -> Any:
     """Config objects and numpy scalars as plain JSON types."""
     if hasattr(value, "model_dump"):
@@ -288,7 +297,7 @@ class Recording:
     @property
     def raw(self) -> zarr.Array:
         """The raw array (may be longer than :attr:`n_frames` after a crash: use read_frames)."""
-        return self.group["raw"]
+        return _full(self.group["raw"])
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -360,7 +369,7 @@ class Recording:
         g = self._table(name, dtypes)
         done = int(g.attrs.get("rows_written", 0))
         for col, dtype in dtypes.items():
-            arr = g[col]
+            arr = _full(g[col])
             if arr.shape[0] != done:
                 arr.resize((done,))
             arr.append(np.asarray(columns[col], dtype=dtype), axis=0)
@@ -476,7 +485,7 @@ class Recording:
         self._require_writable()
         if name not in self.group:
             raise RecordingError(f"{self.path} has no image {name!r}; create it first")
-        arr = self.group[name]
+        arr = _full(self.group[name])
         block = np.asarray(block)
         if block.ndim == 2:
             block = block[None]

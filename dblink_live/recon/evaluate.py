@@ -180,7 +180,12 @@ def _frc(
         # compress time: block b of this parity becomes block b // 2
         frames = (sel.frame // w // 2) * w + sel.frame % w
         sel.frame = frames.astype(np.int64)
-        out = [r for _, r, _ in reconstruct_localizations(sel, model, fov, rec.n_frames // 2)]
+        out = [
+            r
+            for _, r, _ in reconstruct_localizations(
+                sel, model, fov, rec.n_frames // 2, window_frames=w
+            )
+        ]
         halves.append(np.concatenate(out))
     m = min(len(halves[0]), len(halves[1]))
     res = [frc_resolution(halves[0][i], halves[1][i], bin_nm) for i in range(0, m, max(1, m // 10))]

@@ -58,14 +58,18 @@ def reconstruct_localizations(
     stride: int | None = None,
     chunk_maps: int = 32,
     progress: Progress | None = None,
+    window_frames: int | None = None,
 ):
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
+
+    ``window_frames`` overrides the model's W (the input normalization keeps the scale of the
+    maps, so a model trained at W = 10 can be run at W = 20 or 40).
 
     Output j covers raw frames ``[j * stride, j * stride + W)``; with ``stride < W`` the
     ``W / stride`` phase sequences run side by side (each with full bidirectional context) and
     their outputs are interleaved.
     """
-    w = model.window_frames
+    w = window_frames or model.window_frames
     stride = w if stride is None else stride
     phases = _check_stride(stride, w)
     shape = grid_shape(fov_nm, model.bin_nm)
@@ -173,6 +177,7 @@ def reprocess(
     export_tiff: bool = False,
     export_gif: bool = False,
     progress: Progress | None = None,
+    window_frames: int | None = None,
 ) -> ReprocessResult:
     """Reconstruct a whole recording offline with full bidirectional context.
 
@@ -202,7 +207,8 @@ def reprocess(
         )
         target.clear_localizations({"source": str(input_path)})
         target.append_localizations(locs)
-    stride = model.window_frames if stride is None else stride
+    w = window_frames or model.window_frames
+    stride = w if stride is None else stride
     for name in ("reconstruction", "confidence"):
         if name in target.group and not overwrite:
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")

@@ -5,7 +5,8 @@ Adam (betas 0.99, 0.999), ReduceLROnPlateau on the validation loss, early stoppi
 validation set, resumable self-describing checkpoints. The loss is BCE with ``pos_weight``
 against the thin ground-truth skeleton, ``temporal_weight`` x L1 between consecutive outputs,
 ``tv_weight`` x total variation, and ``confidence_weight`` x BCE of the confidence head against
-"the thresholded output (0.5) is right at this pixel".
+"the thresholded output is right at this pixel" (:func:`confidence_target`: a predicted pixel is
+right within 1 bin of the truth, so the confidence ranks hallucinations as they are scored).
 
 Multi-GPU / multi-process: launched with ``torchrun``, each process trains on its own simulated
 data under DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 validates and writes.
@@ -68,12 +69,26 @@ def recon_loss(
     total = bce + t.temporal_weight * temporal + t.tv_weight * tv
     parts = {"bce": bce.item(), "temporal": temporal.item(), "tv": tv.item()}
     if conf_logit is not None:
-        right = ((p.detach() > 0.5) == (gt > 0.5)).float()
+        right = confidence_target(p.detach(), gt)
         conf = F.binary_cross_entropy_with_logits(conf_logit, right)
         total = total + t.confidence_weight * conf
         parts["confidence"] = conf.item()
     parts["total"] = total.item()
     return total, parts
+
+
+def confidence_target(p: torch.Tensor, gt: torch.Tensor, threshold: float = 0.4) -> torch.Tensor:
+    """1 where the thresholded output is right, judged as the evaluation judges it.
+
+    A predicted structure pixel is right when a true pixel lies within 1 bin (otherwise it is a
+    hallucination); a predicted background pixel is right when it is not on the structure.
+    ``threshold`` ~ 100/255, the evaluation's threshold on outputs whose maximum is ~1.
+    """
+    pred = p > threshold
+    truth = gt > 0.5
+    near = F.max_pool2d(truth.float().flatten(0, 1)[:, None], 3, stride=1, padding=1)
+    near = near[:, 0].view_as(truth) > 0
+    return torch.where(pred, near, ~truth).float()
 
 
 def _distributed() -> tuple[int, int]:

@@ -291,3 +291,15 @@ def test_confidence_target_uses_the_evaluation_tolerance() -> None:
     assert right[0, 0, 2, 3] == 1 and right[0, 0, 0, 0] == 0
     assert right[0, 0, 2, 2] == 0  # missed structure
     assert right[0, 0, 4, 4] == 1  # correct background
+
+
+def test_torch_binning_equals_numpy() -> None:
+    from dblink_live.localizations import count_maps
+    from dblink_live.recon.data import count_maps_torch
+    from dblink_live.sim import simulate_localizations
+
+    cfg = RunConfig().updated(simulation={"camera": {"width_px": 32, "height_px": 32}})
+    locs = simulate_localizations(cfg, n_frames=50, seed=1, with_gt=False).localizations
+    a = count_maps(locs, 40.0, (128, 128), 10, 5, 0)
+    b = count_maps_torch(locs, 40.0, (128, 128), 10, 5, 0).numpy()
+    assert a.sum() > 0 and np.array_equal(a, b)

@@ -21,7 +21,13 @@ from dblink_live.config import RunConfig
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.sim.locspace import simulate_localizations
 
-__all__ = ["NORM_FACTOR", "map_scale", "normalize_maps", "training_sequence"]
+__all__ = [
+    "NORM_FACTOR",
+    "count_maps_torch",
+    "map_scale",
+    "normalize_maps",
+    "training_sequence",
+]
 
 #: A bin holding NORM_FACTOR x the even-spread expectation gets the value 1.
 NORM_FACTOR = 100.0
@@ -101,3 +107,30 @@ def localization_maps(
 ) -> np.ndarray:
     """Count maps (T', Y', X') of a table (thin wrapper of ``count_maps`` for this stage)."""
     return count_maps(locs, bin_nm, shape_yx, window_frames, n_maps, first_frame)
+
+
+def count_maps_torch(
+    locs: Localizations,
+    bin_nm: float,
+    shape_yx: tuple[int, int],
+    window_frames: int,
+    n_maps: int,
+    first_frame: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """:func:`~dblink_live.localizations.count_maps` on a torch device (the GPU when present).
+
+    Returns (n_maps, Y', X') float32 counts on ``device``; identical to the numpy version.
+    """
+    ny, nx = shape_yx
+    dev = torch.device(device)
+    f = torch.as_tensor(locs.frame, device=dev)
+    x = torch.as_tensor(locs.x_nm, device=dev, dtype=torch.float64)
+    y = torch.as_tensor(locs.y_nm, device=dev, dtype=torch.float64)
+    k = torch.div(f - first_frame, window_frames, rounding_mode="floor")
+    ix = torch.floor(x / bin_nm).long()
+    iy = torch.floor(y / bin_nm).long()
+    ok = (k >= 0) & (k < n_maps) & (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    flat = (k[ok] * ny + iy[ok]) * nx + ix[ok]
+    counts = torch.bincount(flat, minlength=n_maps * ny * nx)
+    return counts.view(n_maps, ny, nx).to(torch.float32)

@@ -108,6 +108,12 @@ def load_recon_model(weights: str | Path, device: str = "auto") -> LoadedModel:
     )
 
 
+def _as_tensor(maps: np.ndarray | torch.Tensor, dev: torch.device) -> torch.Tensor:
+    if torch.is_tensor(maps):
+        return maps.to(device=dev, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(maps), dtype=torch.float32, device=dev)
+
+
 @torch.no_grad()
 def reconstruct_sequence(
     model: ConvBiLSTM,
@@ -124,7 +130,8 @@ def reconstruct_sequence(
     model
         The network (its device is used).
     maps
-        ``maps(start, stop)`` returns normalized maps ``[start, stop)`` as (n, Y, X) float32.
+        ``maps(start, stop)`` returns normalized maps ``[start, stop)`` as (n, Y, X) float32
+        (numpy, or a tensor already on the model's device).
     n_maps
         Length of the sequence.
     chunk_maps
@@ -139,7 +146,7 @@ def reconstruct_sequence(
     dev = next(model.parameters()).device
     if n_maps == 0:
         return
-    first = np.asarray(maps(0, 1))
+    first = maps(0, 1)
     ny, nx = first.shape[-2:]
     h = model.hidden_channels
     starts = list(range(0, n_maps, chunk_maps))
@@ -155,7 +162,7 @@ def reconstruct_sequence(
         state = None
         for i, s in enumerate(reversed(starts)):
             e = min(s + chunk_maps, n_maps)
-            x = torch.as_tensor(np.asarray(maps(s, e)), dtype=torch.float32, device=dev)
+            x = _as_tensor(maps(s, e), dev)
             feats, state = model.run_direction(x.flip(0)[None, :, None], "backward", state)
             store[s:e] = feats[0].flip(0).cpu().numpy()
             if progress is not None:
@@ -163,7 +170,7 @@ def reconstruct_sequence(
         state = None
         for i, s in enumerate(starts):
             e = min(s + chunk_maps, n_maps)
-            x = torch.as_tensor(np.asarray(maps(s, e)), dtype=torch.float32, device=dev)
+            x = _as_tensor(maps(s, e), dev)
             fw, state = model.run_direction(x[None, :, None], "forward", state)
             bw = torch.as_tensor(store[s:e], device=dev)[None]
             logit, conf = model.decode(fw, bw)

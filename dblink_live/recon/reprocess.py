@@ -22,7 +22,7 @@ from dblink_live.config import LocalizerConfig
 from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import Localizations, count_maps
-from dblink_live.recon.data import map_scale
+from dblink_live.recon.data import count_maps_torch, map_scale
 from dblink_live.recon.inference import LoadedModel, load_recon_model, reconstruct_sequence
 from dblink_live.sim.scene import grid_shape
 
@@ -87,6 +87,13 @@ def reconstruct_localizations(
         def get(start: int, stop: int) -> np.ndarray:
             lo, hi = np.searchsorted(locs.frame, [first + start * w, first + stop * w])
             part = locs.select(np.arange(lo, hi))
+            if model.device.type == "cuda":  # bin on the GPU, next to the model
+                return (
+                    count_maps_torch(
+                        part, model.bin_nm, shape, w, stop - start, first + start * w, model.device
+                    )
+                    / scale
+                )
             return count_maps(part, model.bin_nm, shape, w, stop - start, first + start * w) / scale
 
         return get

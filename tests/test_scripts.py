@@ -23,3 +23,34 @@ def test_bench_sim_quick(tmp_path: Path, repo: Path) -> None:
     assert data["trainer"]["sequences_per_s"] > 0
     assert data["generated_over_consumed"] > 0
     assert "generated / consumed" in r.stdout
+
+
+def _run(repo: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(repo / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_bench_localize_quick(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = _run(repo, "bench_localize.py", "--quick", "-o", str(out), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    kinds = {(row["localizer"], row["camera_px"]) for row in data["results"]}
+    assert kinds == {("cnn", 64), ("classic", 64), ("cnn", 256), ("classic", 256)}
+    assert all(row["frames_per_s"] > 0 for row in data["results"])
+
+
+def test_bench_recon_quick(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = _run(repo, "bench_recon.py", "--quick", "-o", str(out), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert {row["preset"] for row in data["throughput"]} == {"light", "dblink_paper"}
+    s1 = data["stride1"]
+    assert s1["outputs"] > 0 and s1["speed_ratio"] > 1
+    # carried full context and the sliding window agree where their contexts coincide
+    assert set(s1["accuracy_1bin"]) == {"carried", "sliding_window"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dblink_live.config import ReconModelConfig, RunConfig
+from dblink_live.config import ClassicLocalizerConfig, ReconModelConfig, RunConfig
 from dblink_live.errors import DblinkError
 from dblink_live.io import Recording
 from dblink_live.recon.data import map_scale, training_sequence
@@ -303,3 +303,24 @@ def test_torch_binning_equals_numpy() -> None:
     a = count_maps(locs, 40.0, (128, 128), 10, 5, 0)
     b = count_maps_torch(locs, 40.0, (128, 128), 10, 5, 0).numpy()
     assert a.sum() > 0 and np.array_equal(a, b)
+
+
+def test_reprocess_at_another_window(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from dblink_live.recon.reprocess import reprocess as run_reprocess
+    from dblink_live.sim.record import simulate_recording
+
+    cfg = RunConfig().updated(
+        simulation={"camera": {"width_px": 16, "height_px": 16}}, grid={"window_frames": 20}
+    )
+
+    path = tmp_path / "w20.zarr"
+    simulate_recording(cfg, path, n_frames=100)
+    run_reprocess(
+        path,
+        weights=str(tiny_checkpoint),
+        window_frames=20,
+        device="cpu",
+        localizer=ClassicLocalizerConfig(),
+    )
+    data, attrs = Recording.open(path).read_image("reconstruction")
+    assert attrs["window_frames"] == 20 and attrs["stride_frames"] == 20 and len(data) == 5

@@ -228,13 +228,13 @@ def reprocess(
             shape,
             "float32",
             bin_nm=model.bin_nm,
-            window_frames=model.window_frames,
+            window_frames=w,
             stride_frames=stride,
             **info,
         )
     n = 0
     for _, recon, conf in reconstruct_localizations(
-        locs, model, fov, n_frames, stride, chunk_maps, progress
+        locs, model, fov, n_frames, stride, chunk_maps, progress, w
     ):
         target.append_image("reconstruction", recon)
         if conf is not None:

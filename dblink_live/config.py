@@ -495,6 +495,9 @@ class ReconTrainingConfig(_Model):
         description="ground truth to learn: the thin skeleton (filaments) or the width-true "
         "structure, covered > 50 % (wide objects such as mitochondria)",
     )
+    loss: Literal["bce", "mse"] = Field(
+        "bce", description="bce (with pos_weight; better on thin structures) or mse (the paper's)"
+    )
     batch_size: int = Field(4, ge=1, le=1024)
     tile_bins: int = Field(64, ge=16, le=1024)
     sequence_maps: int = Field(16, ge=2, le=1024)

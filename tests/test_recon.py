@@ -324,3 +324,24 @@ def test_reprocess_at_another_window(tiny_checkpoint: Path, tmp_path: Path) -> N
     )
     data, attrs = Recording.open(path).read_image("reconstruction")
     assert attrs["window_frames"] == 20 and attrs["stride_frames"] == 20 and len(data) == 5
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_losses_decrease_on_a_fixed_batch(loss: str) -> None:
+    from dblink_live.recon.training import recon_loss, sample_batch
+
+    cfg = RunConfig().updated(
+        recon_training={"loss": loss, "batch_size": 2, "tile_bins": 32, "sequence_maps": 4}
+    )
+    torch.manual_seed(0)
+    model = ConvBiLSTM(**cfg.recon_model.model_dump())
+    maps, gt = sample_batch(cfg, np.random.default_rng(0))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first, parts = recon_loss(model, maps, gt, cfg)
+    assert loss in parts
+    for _ in range(15):
+        total, _ = recon_loss(model, maps, gt, cfg)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert total.item() < first.item()

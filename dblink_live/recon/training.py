@@ -61,13 +61,16 @@ def recon_loss(
     """Total loss and its parts (see the module docstring)."""
     t = config.recon_training
     logit, conf_logit = model(maps)
-    pos_weight = torch.tensor(t.pos_weight, device=logit.device)
-    bce = F.binary_cross_entropy_with_logits(logit, gt, pos_weight=pos_weight)
     p = torch.sigmoid(logit)
+    if t.loss == "mse":
+        bce = F.mse_loss(p, gt)
+    else:
+        pos_weight = torch.tensor(t.pos_weight, device=logit.device)
+        bce = F.binary_cross_entropy_with_logits(logit, gt, pos_weight=pos_weight)
     temporal = (p[:, 1:] - p[:, :-1]).abs().mean() if p.shape[1] > 1 else p.new_zeros(())
     tv = (p[..., 1:, :] - p[..., :-1, :]).abs().mean() + (p[..., 1:] - p[..., :-1]).abs().mean()
     total = bce + t.temporal_weight * temporal + t.tv_weight * tv
-    parts = {"bce": bce.item(), "temporal": temporal.item(), "tv": tv.item()}
+    parts = {t.loss: bce.item(), "temporal": temporal.item(), "tv": tv.item()}
     if conf_logit is not None:
         right = confidence_target(p.detach(), gt)
         conf = F.binary_cross_entropy_with_logits(conf_logit, right)

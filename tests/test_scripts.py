@@ -54,3 +54,16 @@ def test_bench_recon_quick(tmp_path: Path, repo: Path) -> None:
     assert s1["outputs"] > 0 and s1["speed_ratio"] > 1
     # carried full context and the sliding window agree where their contexts coincide
     assert set(s1["accuracy_1bin"]) == {"carried", "sliding_window"}
+
+
+def test_bench_ring_quick(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = _run(repo, "bench_ring.py", "--frames", "50", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert {(row["frame_px"], row["storage"]) for row in rows} == {
+        (64, "memory"),
+        (64, "disk"),
+        (256, "memory"),
+        (256, "disk"),
+    }

@@ -1,0 +1,217 @@
+"""FrameRing: a fixed-capacity, zarr-backed ring buffer of camera frames.
+
+One producer (the acquisition hook) puts frames; they are numbered 0, 1, 2, ... for the whole
+run. Several consumers (recorder, localizer, display) read with their own cursor. The producer
+never waits: when a consumer falls more than ``capacity`` frames behind, the frames it missed
+are overwritten, and its next read reports exactly which frame numbers it lost (and counts
+them). A frame overwritten while a consumer was copying it is detected (the slot's frame number
+is checked after the copy) and reported as lost too, never returned torn.
+
+Storage is a zarr array of shape (capacity, Y, X), one chunk per frame, uncompressed: in memory
+by default, or on disk (``path``) so another process can watch the ring.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+
+from dblink_live.errors import DblinkError
+
+__all__ = ["BadFrameError", "FrameBatch", "FrameRing", "RingCursor"]
+
+
+class BadFrameError(DblinkError, ValueError):
+    """A frame of the wrong shape or dtype was offered to the ring (it is counted, not stored)."""
+
+
+@dataclass
+class FrameBatch:
+    """Frames read by a consumer.
+
+    Attributes
+    ----------
+    first : int
+        Number of the first frame in ``frames``.
+    frames : (n, Y, X) ndarray
+        Consecutive frames ``first .. first + n - 1``.
+    metadata : list of dict
+        Per-frame metadata given to :meth:`FrameRing.put` (with ``"time_s"``, the arrival time).
+    lost : list of (start, stop)
+        Frame-number ranges this consumer missed since its last read (overwritten).
+    """
+
+    first: int
+    frames: np.ndarray
+    metadata: list[dict[str, Any]]
+    lost: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def n_lost(self) -> int:
+        return sum(b - a for a, b in self.lost)
+
+
+class FrameRing:
+    """Ring of ``capacity`` frames of ``frame_shape`` and ``dtype`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        capacity: int,
+        frame_shape: tuple[int, int],
+        dtype: str | np.dtype = "uint16",
+        path: str | Path | None = None,
+    ):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = int(capacity)
+        self.frame_shape = tuple(int(v) for v in frame_shape)
+        self.dtype = np.dtype(dtype)
+        store = zarr.storage.LocalStore(path) if path is not None else zarr.storage.MemoryStore()
+        self._array = zarr.create_array(
+            store,
+            shape=(self.capacity, *self.frame_shape),
+            chunks=(1, *self.frame_shape),
+            dtype=self.dtype,
+            compressors=None,
+            fill_value=0,
+            overwrite=True,
+            config={"write_empty_chunks": True},
+        )
+        self._slot_number = np.full(self.capacity, -1, np.int64)
+        self._metadata: list[dict[str, Any]] = [{} for _ in range(self.capacity)]
+        self._head = 0  # number of the next frame to put
+        self._cond = threading.Condition()
+        self._closed = False
+        self.bad_frames = 0
+        self._cursors: list[RingCursor] = []
+
+    # ------------------------------------------------------------------ producer
+    def put(self, frame: np.ndarray, metadata: dict[str, Any] | None = None) -> int:
+        """Copy one frame in (never blocks on consumers); returns its frame number.
+
+        Raises
+        ------
+        BadFrameError
+            if the frame's shape or dtype differs from the ring's (counted in ``bad_frames``).
+        """
+        frame = np.asarray(frame)
+        if frame.shape != self.frame_shape or frame.dtype != self.dtype:
+            self.bad_frames += 1
+            raise BadFrameError(
+                f"frame of shape {frame.shape} and dtype {frame.dtype} rejected: the ring holds "
+                f"{self.frame_shape} {self.dtype} frames"
+            )
+        number = self._head
+        slot = number % self.capacity
+        self._slot_number[slot] = -1  # mark the slot as being written
+        self._array[slot] = frame
+        self._metadata[slot] = {**(metadata or {}), "time_s": time.monotonic()}
+        self._slot_number[slot] = number
+        with self._cond:
+            self._head = number + 1
+            self._cond.notify_all()
+        return number
+
+    def close(self) -> None:
+        """No more frames will come; waiting consumers wake up and drain."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def frames_put(self) -> int:
+        """Frames put so far (the next frame's number)."""
+        return self._head
+
+    # ------------------------------------------------------------------ consumers
+    def cursor(self, name: str, start: int | None = None) -> RingCursor:
+        """A new consumer reading from frame ``start`` (default: the oldest frame still held)."""
+        first = max(0, self._head - self.capacity) if start is None else int(start)
+        cur = RingCursor(self, name, first)
+        self._cursors.append(cur)
+        return cur
+
+    @property
+    def cursors(self) -> list[RingCursor]:
+        return list(self._cursors)
+
+    def fill(self) -> float:
+        """Fraction of the ring the slowest consumer still has to read (0 empty, 1 full)."""
+        if not self._cursors:
+            return 0.0
+        behind = max(self._head - c.next_frame for c in self._cursors)
+        return min(1.0, behind / self.capacity)
+
+
+class RingCursor:
+    """One consumer's position in a :class:`FrameRing`; ``lost_frames`` counts what it missed."""
+
+    def __init__(self, ring: FrameRing, name: str, start: int):
+        self.ring = ring
+        self.name = name
+        self.next_frame = start
+        self.lost_frames = 0
+
+    def available(self) -> int:
+        """Frames waiting for this consumer (including ones already overwritten)."""
+        return self.ring.frames_put - self.next_frame
+
+    def get(self, max_frames: int | None = None, timeout: float | None = None) -> FrameBatch | None:
+        """Read the next frames (at most ``max_frames``), waiting up to ``timeout`` s for one.
+
+        Returns None when nothing arrived in time, or when the ring is closed and drained.
+        """
+        ring = self.ring
+        with ring._cond:
+            if not ring._cond.wait_for(
+                lambda: ring._head > self.next_frame or ring._closed, timeout
+            ):
+                return None
+            head = ring._head
+        if head <= self.next_frame:
+            return None  # closed and drained
+        lost: list[tuple[int, int]] = []
+        oldest = head - ring.capacity
+        if self.next_frame < oldest:
+            lost.append((self.next_frame, oldest))
+            self.next_frame = oldest
+        n = (
+            head - self.next_frame
+            if max_frames is None
+            else min(max_frames, head - self.next_frame)
+        )
+        numbers = np.arange(self.next_frame, self.next_frame + n)
+        slots = numbers % ring.capacity
+        frames = np.empty((n, *ring.frame_shape), ring.dtype)
+        # copy slot by slot (consecutive slots may wrap around the end of the ring)
+        start = 0
+        while start < n:
+            s0 = int(slots[start])
+            run = min(n - start, ring.capacity - s0)
+            frames[start : start + run] = ring._array[s0 : s0 + run]
+            start += run
+        meta = [ring._metadata[s] for s in slots]
+        # frames overwritten during the copy (the oldest ones: a prefix) are lost, not torn
+        ok = (numbers >= ring._head - ring.capacity) & (ring._slot_number[slots] == numbers)
+        if not ok.all():
+            cut = int(np.flatnonzero(~ok).max()) + 1
+            lost.append((int(numbers[0]), int(numbers[0]) + cut))
+            frames, meta, numbers = frames[cut:], meta[cut:], numbers[cut:]
+        if len(numbers):
+            first = int(numbers[0])
+            self.next_frame = first + len(numbers)
+        else:
+            first = self.next_frame = lost[-1][1]
+        self.lost_frames += sum(b - a for a, b in lost)
+        return FrameBatch(first, frames, meta, lost)

@@ -1,0 +1,111 @@
+"""FrameRing: numbering, independent consumers, counted losses, no torn frames, bad frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from dblink_live.io.ring import BadFrameError, FrameRing
+
+
+def _frame(i: int) -> np.ndarray:
+    return np.full((16, 12), i % 65536, np.uint16)
+
+
+def test_frames_are_numbered_and_each_consumer_reads_all() -> None:
+    ring = FrameRing(32, (16, 12))
+    a, b = ring.cursor("recorder"), ring.cursor("localizer")
+    for i in range(10):
+        assert ring.put(_frame(i), {"index": i}) == i
+    got = a.get()
+    assert got.first == 0 and len(got.frames) == 10 and got.lost == []
+    assert [m["index"] for m in got.metadata] == list(range(10))
+    assert all("time_s" in m for m in got.metadata)
+    assert np.array_equal(got.frames[:, 0, 0], np.arange(10))
+    part = b.get(max_frames=4)
+    assert part.first == 0 and len(part.frames) == 4
+    assert b.get().first == 4
+    assert a.get(timeout=0.01) is None
+
+
+def test_a_slow_consumer_is_told_exactly_what_it_lost() -> None:
+    ring = FrameRing(8, (16, 12))
+    slow = ring.cursor("slow")
+    for i in range(20):
+        ring.put(_frame(i))
+    batch = slow.get()
+    assert batch.lost == [(0, 12)] and batch.n_lost == 12 and slow.lost_frames == 12
+    assert batch.first == 12 and np.array_equal(batch.frames[:, 0, 0], np.arange(12, 20))
+    assert ring.fill() == 0.0
+
+
+def test_wrap_around_reads_in_order() -> None:
+    ring = FrameRing(5, (16, 12))
+    c = ring.cursor("c")
+    for i in range(3):
+        ring.put(_frame(i))
+    c.get()
+    for i in range(3, 8):
+        ring.put(_frame(i))
+    batch = c.get()
+    assert batch.lost == [] and np.array_equal(batch.frames[:, 0, 0], np.arange(3, 8))
+
+
+def test_bad_frames_are_rejected_and_counted() -> None:
+    ring = FrameRing(4, (16, 12))
+    with pytest.raises(BadFrameError, match="rejected"):
+        ring.put(np.zeros((16, 12), np.float32))
+    with pytest.raises(BadFrameError):
+        ring.put(np.zeros((12, 16), np.uint16))
+    assert ring.bad_frames == 2 and ring.frames_put == 0
+    assert ring.put(_frame(0)) == 0
+
+
+def test_close_drains_then_ends() -> None:
+    ring = FrameRing(4, (16, 12))
+    c = ring.cursor("c")
+    ring.put(_frame(0))
+    ring.close()
+    assert len(c.get(timeout=1).frames) == 1
+    assert c.get(timeout=1) is None
+
+
+def test_concurrent_producer_never_yields_torn_frames() -> None:
+    """A fast producer and a slow consumer on a tiny ring: returned + lost = all, no torn frame."""
+    ring = FrameRing(4, (16, 12))
+    cur = ring.cursor("slow")
+    total = 400
+
+    def produce() -> None:
+        for i in range(total):
+            ring.put(_frame(i))
+        ring.close()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    seen, lost = 0, 0
+    while True:
+        batch = cur.get(max_frames=3, timeout=2)
+        if batch is None:
+            break
+        for k, f in enumerate(batch.frames):
+            assert (f == batch.first + k).all()  # every pixel belongs to the right frame
+        seen += len(batch.frames)
+        lost += batch.n_lost
+        time.sleep(0.0005)
+    t.join()
+    assert seen + lost == total and cur.lost_frames == lost
+
+
+def test_on_disk_ring_is_visible_to_another_reader(tmp_path: Path) -> None:
+    ring = FrameRing(6, (16, 12), path=tmp_path / "ring.zarr")
+    for i in range(3):
+        ring.put(_frame(i))
+    other = zarr.open_array(tmp_path / "ring.zarr", mode="r")
+    assert other.shape == (6, 16, 12)
+    assert np.array_equal(other[:3, 0, 0], [0, 1, 2])

@@ -1,0 +1,163 @@
+"""Micro-Manager through pycromanager: the acquisition hook copies each frame and returns.
+
+``MicroManagerSource`` drives an ``Acquisition`` whose ``image_process_fn`` hands the frame and
+its metadata to the sink (a copy into the ring) and immediately returns ``(image, metadata)`` so
+that Micro-Manager's own storage keeps it too, or ``None`` with ``keep_in_micromanager=False``
+when our recording is the only copy wanted. It reaches Micro-Manager headless (the Python
+backend on an adapter folder and a hardware configuration) or, with ``headless=False``, a
+running Micro-Manager application (Java backend, ZMQ port).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dblink_live.acquire.base import FrameSink
+from dblink_live.errors import DblinkError
+
+__all__ = ["MicroManagerSource", "demo_camera_paths"]
+
+
+def demo_camera_paths() -> tuple[str, str]:
+    """(adapter folder, config file) of the DemoCamera from the ``mm-test-adapters`` package."""
+    try:
+        import mm_test_adapters
+    except ImportError:
+        raise DblinkError(
+            "mm-test-adapters is not installed (pip install mm-test-adapters)"
+        ) from None
+    folder = mm_test_adapters.device_adapter_path()
+    return folder, str(Path(folder) / "MMConfig_demo.cfg")
+
+
+class MicroManagerSource:
+    """Frames from a Micro-Manager camera (see the module docstring).
+
+    Parameters
+    ----------
+    n_frames
+        Frames to acquire (a time series).
+    interval_s
+        Time between frames (0: as fast as the camera runs).
+    exposure_ms
+        Camera exposure, set before the acquisition when given.
+    adapter_path, config_file
+        Headless Python backend: the Micro-Manager adapter folder and a hardware config.
+    headless
+        False: connect to a running Micro-Manager (Java backend) instead.
+    keep_in_micromanager
+        Return the frame from the hook so Micro-Manager stores it too.
+    pixel_size_nm
+        Override the core's pixel size (which may be unset).
+    camera
+        Calibration metadata (baseline, e-/ADU, gain, QE) stored with the recording.
+    """
+
+    def __init__(
+        self,
+        n_frames: int,
+        interval_s: float = 0.0,
+        exposure_ms: float | None = None,
+        adapter_path: str | None = None,
+        config_file: str | None = None,
+        headless: bool = True,
+        keep_in_micromanager: bool = True,
+        pixel_size_nm: float | None = None,
+        camera: dict[str, Any] | None = None,
+    ):
+        self.n_frames = int(n_frames)
+        self.interval_s = float(interval_s)
+        self.exposure_ms = exposure_ms
+        self.adapter_path = adapter_path
+        self.config_file = config_file
+        self.headless = headless
+        self.keep = keep_in_micromanager
+        self._pixel_override = pixel_size_nm
+        self.camera: dict[str, Any] = dict(camera or {})
+        self.frame_shape: tuple[int, int] = (0, 0)
+        self.pixel_size_nm = float(pixel_size_nm or 0.0)
+        self.frame_interval_s = self.interval_s
+        self._started = False
+        #: messages of frames the sink rejected (wrong shape/dtype), in order
+        self.rejected_frames: list[str] = []
+
+    def start(self) -> None:
+        """Start the headless core (if asked) and read the camera geometry."""
+        from pycromanager import Core, start_headless
+
+        if self.headless and not self._started:
+            if not (self.adapter_path and self.config_file):
+                raise DblinkError(
+                    "headless Micro-Manager needs an adapter folder and a config file"
+                )
+            start_headless(
+                self.adapter_path, self.config_file, python_backend=True, buffer_size_mb=64
+            )
+            self._started = True
+        core = Core()
+        if self.exposure_ms is not None:
+            core.set_exposure(float(self.exposure_ms))
+        self.frame_shape = (int(core.get_image_height()), int(core.get_image_width()))
+        px_um = float(core.get_pixel_size_um())
+        self.pixel_size_nm = float(self._pixel_override or (px_um * 1e3 if px_um > 0 else 100.0))
+        self.camera.setdefault("pixel_size_nm", self.pixel_size_nm)
+        if not self.frame_interval_s:
+            self.frame_interval_s = float(core.get_exposure()) / 1e3
+
+    def stop(self) -> None:
+        """Stop the headless core (so another can start in this process)."""
+        if self.headless and self._started:
+            from pycromanager import stop_headless
+            from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+            stop_headless()
+            if hasattr(Engine, "singleton"):
+                del Engine.singleton
+            self._started = False
+
+    def run(self, sink: FrameSink, stop: threading.Event) -> int:
+        """Acquire ``n_frames`` frames, handing each to ``sink``; ``stop`` aborts cleanly."""
+        from pycromanager import Acquisition, multi_d_acquisition_events
+
+        if not self.frame_shape[0]:
+            self.start()
+        count = [0]
+        keep = self.keep
+
+        rejected = self.rejected_frames
+
+        def hook(image: np.ndarray, metadata: dict[str, Any]):
+            try:
+                sink(image, dict(metadata))
+                count[0] += 1
+            except DblinkError as exc:  # a bad frame is counted and reported, never fatal
+                rejected.append(str(exc))
+            return (image, metadata) if keep else None
+
+        events = multi_d_acquisition_events(
+            num_time_points=self.n_frames, time_interval_s=self.interval_s
+        )
+        acq = Acquisition(show_display=False, image_process_fn=hook)
+        done = threading.Event()
+
+        def watch() -> None:  # abort on request; mark_finished after abort avoids a hang
+            while not done.wait(0.02):
+                if stop.is_set():
+                    acq.abort()
+                    acq.mark_finished()
+                    return
+
+        watcher = threading.Thread(target=watch, name="mm-stop-watch", daemon=True)
+        watcher.start()
+        try:
+            acq.acquire(events)
+            acq.mark_finished()
+            acq.await_completion()
+        finally:
+            done.set()
+            watcher.join()
+        return count[0]

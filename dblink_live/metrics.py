@@ -240,12 +240,13 @@ def score_reconstruction(
         fpr = fp / np.maximum(background, 1)
         precision = np.where(n_pred > 0, tp / n_pred, np.nan)
         jac = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+
+    def mean(v: np.ndarray) -> float:  # frames where a score is undefined are skipped
+        v = v[np.isfinite(v)]
+        return float(v.mean()) if len(v) else float("nan")
+
     return ReconstructionScore(
-        tolerance_bins,
-        float(np.nanmean(recall)),
-        float(np.mean(fpr)),
-        float(np.nanmean(precision)),
-        float(np.nanmean(jac)),
+        tolerance_bins, mean(recall), float(np.mean(fpr)), mean(precision), mean(jac)
     )
 
 

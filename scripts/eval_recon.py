@@ -29,13 +29,15 @@ from dblink_live.sim.record import simulate_recording
 REPO = Path(__file__).resolve().parents[1]
 
 
-def case(structure: str, window: int, frames: int, workdir: Path, frc: bool) -> dict[str, Any]:
+def case(
+    structure: str, window: int, frames: int, workdir: Path, frc: bool, weights: str | None = None
+) -> dict[str, Any]:
     cfg = load_config(REPO / "configs" / f"{structure}.yaml")
     cfg = cfg.updated(simulation={"seed": 1234}, grid={"window_frames": window})
     path = workdir / f"{structure}_W{window}.zarr"
     simulate_recording(cfg, path, n_frames=frames * window // 10, overwrite=True)
     localize(path, overwrite=True)
-    weights = f"recon_{structure}"
+    weights = weights or f"recon_{structure}"
     reprocess(path, weights=weights, window_frames=window, overwrite=True)
     report = evaluate_recording(
         path, figure=workdir / f"{structure}_W{window}.png", weights=weights, frc=frc
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, default=Path("eval_recon.json"))
     ap.add_argument("--frames", type=int, default=600, help="raw frames at W=10 (scaled with W)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--weights", default=None, help="evaluate this checkpoint instead")
+    ap.add_argument("--only", default=None, help="one case, e.g. filaments:10")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dblink-eval-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -58,7 +62,10 @@ def main() -> None:
         ("filaments", 40, False),
         ("mitochondria", 10, False),
     ]
-    reports = [case(s, w, args.frames, work, frc) for s, w, frc in cases]
+    if args.only:
+        name, win = args.only.split(":")
+        cases = [(name, int(win), False)]
+    reports = [case(s, w, args.frames, work, frc, args.weights) for s, w, frc in cases]
     args.output.write_text(json.dumps(reports, indent=2))
     print(
         "| case | method | recall | FPR % | Jaccard | recall 1-bin | FPR 1-bin % | Jaccard 1-bin |"

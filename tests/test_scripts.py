@@ -67,3 +67,22 @@ def test_bench_ring_quick(tmp_path: Path, repo: Path) -> None:
         (256, "memory"),
         (256, "disk"),
     }
+
+
+def test_bench_delay_quick(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = _run(
+        repo,
+        "bench_delay.py",
+        "--sequences",
+        "1",
+        "--maps",
+        "6",
+        "--field-px",
+        "16",
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert rows[0]["delay_maps"] == 0 and rows[-1]["label"] == "full"

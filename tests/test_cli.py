@@ -94,3 +94,68 @@ def test_every_option_is_documented(command: str) -> None:
 def test_version() -> None:
     r = _cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("dblink-live ")
+
+
+def test_localize_a_tiff_to_a_thunderstorm_table(tmp_path: Path, shared_data: Path) -> None:
+    from dblink_live.io.tables import read_localizations
+
+    stack = shared_data / "deepstorm_demo1" / "artificial_dataset_demo1.tif"
+    out = tmp_path / "locs.csv"
+    r = _cli(
+        "localize",
+        str(stack),
+        "-o",
+        str(out),
+        "--pixel-size-nm",
+        "100",
+        "--baseline-adu",
+        "30",
+        "--e-per-adu",
+        "0.486",
+        "--em-gain",
+        "1",
+        "--qe",
+        "1",
+        "-q",
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    locs = read_localizations(out)
+    assert len(locs) > 20 * 50 and locs.frame.max() == 19
+    assert (locs.x_nm > 0).all() and (locs.x_nm < 6400).all()
+    r = _cli(
+        "evaluate-localizer",
+        str(stack),
+        "-g",
+        str(shared_data / "deepstorm_demo1" / "positions_demo1.csv"),
+        "--pixel-size-nm",
+        "100",
+        "--baseline-adu",
+        "30",
+        "--e-per-adu",
+        "0.486",
+        "--em-gain",
+        "1",
+        "--qe",
+        "1",
+        "-q",
+        "-o",
+        str(tmp_path / "ev.json"),
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "ev.json").read_text())
+    assert report["ground_truth_emitters"] == 4956
+    assert report["results"]["cnn"]["jaccard"] > report["results"]["classic"]["jaccard"]
+
+
+def test_localize_a_tiff_needs_an_output_and_a_pixel_size(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    stack = shared_data / "formats" / "images.tif"
+    r = _cli("localize", str(stack), "-q")
+    assert r.returncode == 2 and "give -o/--output" in r.stderr
+    r = _cli("localize", str(stack), "-o", str(tmp_path / "x.csv"), "-q")
+    assert r.returncode == 2 and "--pixel-size-nm" in r.stderr

@@ -180,6 +180,14 @@ def localize(
         raise DblinkError(
             f"{input_path} is a TIFF: give -o/--output (a table or a .zarr recording)"
         )
+    if not in_place and Path(output).suffix != ".zarr" and output_format == "auto":
+        by_suffix = {".csv": "thunderstorm", ".h5": "decode", ".hdf5": "picasso"}
+        output_format = by_suffix.get(Path(output).suffix.lower(), "")
+        if not output_format:
+            raise DblinkError(
+                f"cannot tell the table format of {Path(output).name}: use .csv (ThunderSTORM), "
+                ".h5 (DECODE), .hdf5 (Picasso) or .zarr, or give --format"
+            )
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
     info = _describe(localizer, config, movie.calibration)

@@ -180,8 +180,9 @@ def info(
     cam = s.get("camera") or {}
     if cam:
         table.add_row("camera", ", ".join(f"{k}={v}" for k, v in cam.items()))
+    by = f", {s['localizer']}" if s.get("localizer") else ""
     table.add_row(
-        "localizations", f"{s['localizations']:,} ({s['localizations_per_frame']:.2f}/frame)"
+        "localizations", f"{s['localizations']:,} ({s['localizations_per_frame']:.2f}/frame{by})"
     )
     if s["gt_emitters"] is not None:
         table.add_row("true emitters", f"{s['gt_emitters']:,}")
@@ -189,7 +190,8 @@ def info(
         table.add_row(
             name,
             f"{im['maps']} maps {im['shape_yx'][1]}x{im['shape_yx'][0]} at {im['bin_nm']:g} nm, "
-            f"W={im['window_frames']}, stride {im['stride_frames']}",
+            f"W={im['window_frames']}, stride {im['stride_frames']}"
+            + (f", model {im['model']}" if im.get("model") else ""),
         )
     table.add_row("format", f"v{s['format_version']} (dblink_live {s['package_version']})")
     out.print(table)

@@ -539,6 +539,7 @@ class Recording:
             "localizations": n_locs,
             "localizations_per_frame": n_locs / self.n_frames if self.n_frames else 0.0,
             "gt_emitters": None if emitters is None else len(emitters["frame"]),
+            "localizer": self.localization_info().get("name"),
             "images": {},
         }
         for name in self.images():
@@ -550,6 +551,7 @@ class Recording:
                 "bin_nm": arr.attrs.get("bin_nm"),
                 "window_frames": arr.attrs.get("window_frames"),
                 "stride_frames": arr.attrs.get("stride_frames"),
+                "model": (arr.attrs.get("model") or {}).get("name"),
             }
         return out
 

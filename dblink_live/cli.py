@@ -202,20 +202,46 @@ DeviceOpt = Annotated[
 ]
 
 
+OutputPt = Annotated[
+    Path, typer.Option("--output", "-o", help="Checkpoint to write (.pt); a .yaml beside it.")
+]
+StepsOpt = Annotated[int | None, typer.Option(min=1, help="Training steps (default: config).")]
+ResumeOpt = Annotated[
+    Path | None, typer.Option(help="Continue from this checkpoint (same config).")
+]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")]
+
+
+def _training_config(
+    config: Path | None,
+    section: str,
+    steps: int | None,
+    resume: Path | None,
+    output: Path,
+    write: bool = True,
+):  # type: ignore[no-untyped-def]
+    """Config with ``section.steps`` overridden, checked resume path, config saved beside."""
+    from dblink_live.config import save_config
+
+    cfg = _load(config)
+    if steps is not None:
+        cfg = cfg.updated(**{section: {"steps": steps}})
+    if resume is not None and not resume.exists():
+        raise RecordingError(f"checkpoint to resume not found: {resume}")
+    if write:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output.with_suffix(".yaml"))
+    return cfg
+
+
 @app.command("train-localizer")
 def train_localizer_cmd(
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Checkpoint to write (.pt); a .yaml beside it.")
-    ] = Path("localizer.pt"),
+    output: OutputPt = Path("localizer.pt"),
     config: ConfigOpt = None,
-    steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps (default: config).")
-    ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue from this checkpoint (same config).")
-    ] = None,
+    steps: StepsOpt = None,
+    resume: ResumeOpt = None,
     device: DeviceOpt = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train the CNN localizer on simulated frames generated on the fly.
@@ -225,18 +251,9 @@ def train_localizer_cmd(
     (architecture, training config, version) and is rewritten regularly, so an interrupted run
     continues with --resume.
     """
-    from dblink_live.config import save_config
     from dblink_live.localize.training import train_localizer
 
-    cfg = _load(config)
-    tcfg = cfg.localizer_training
-    if steps is not None:
-        tcfg = tcfg.model_copy(update={"steps": steps})
-        cfg = cfg.updated(localizer_training={"steps": steps})
-    if resume is not None and not resume.exists():
-        raise RecordingError(f"checkpoint to resume not found: {resume}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, output.with_suffix(".yaml"))
+    tcfg = _training_config(config, "localizer_training", steps, resume, output).localizer_training
     t0 = time.perf_counter()
     with _progress("train-localizer", quiet) as update:
         path = train_localizer(
@@ -430,18 +447,12 @@ def evaluate_localizer(
 
 @app.command()
 def train(
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Checkpoint to write (.pt); a .yaml beside it.")
-    ] = Path("recon.pt"),
+    output: OutputPt = Path("recon.pt"),
     config: ConfigOpt = None,
-    steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps (default: config).")
-    ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue from this checkpoint (same config).")
-    ] = None,
+    steps: StepsOpt = None,
+    resume: ResumeOpt = None,
     device: DeviceOpt = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train the ConvBiLSTM reconstruction model on simulated localization sequences.
@@ -452,18 +463,10 @@ def train(
     """
     import os
 
-    from dblink_live.config import save_config
     from dblink_live.recon.training import train_recon
 
-    cfg = _load(config)
-    if steps is not None:
-        cfg = cfg.updated(recon_training={"steps": steps})
-    if resume is not None and not resume.exists():
-        raise RecordingError(f"checkpoint to resume not found: {resume}")
     rank0 = os.environ.get("RANK", "0") == "0"
-    if rank0:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output.with_suffix(".yaml"))
+    cfg = _training_config(config, "recon_training", steps, resume, output, write=rank0)
     t0 = time.perf_counter()
     with _progress("train", quiet or not rank0) as update:
         path = train_recon(

@@ -13,9 +13,7 @@ loading needs nothing but the file.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dblink_live import __version__
+from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_path
 from dblink_live.config import CNNLocalizerConfig
-from dblink_live.errors import DblinkError
 from dblink_live.localizations import Localizations
 from dblink_live.localize.base import CameraCalibration, resolve_device
 
@@ -115,26 +113,11 @@ class LocalizerNet(nn.Module):
 
 def resolve_weights(weights: str | Path) -> Path:
     """A checkpoint path from a shipped name (``dblink_live/weights/NAME.pt``) or a path."""
-    p = Path(weights)
-    if p.suffix == ".pt" and p.exists():
-        return p
-    shipped = resources.files("dblink_live") / "weights" / f"{weights}.pt"
-    if shipped.is_file():
-        return Path(str(shipped))
-    if p.exists():
-        return p
-    raise DblinkError(
-        f"no localizer checkpoint {weights!r}: give a path to a .pt file or a name shipped in "
-        "dblink_live/weights (train one with `dblink-live train-localizer`)"
+    return shipped_or_path(
+        weights,
+        "localizer",
+        "a name shipped in dblink_live/weights (train one with `dblink-live train-localizer`)",
     )
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_localizer_checkpoint(
@@ -145,21 +128,14 @@ def load_localizer_checkpoint(
     Raises
     ------
     DblinkError
-        if the file is not a dblink_live localizer checkpoint or is newer than this version.
+        if the file is missing, not a dblink_live localizer checkpoint, or newer than this
+        version.
     """
     path = resolve_weights(weights)
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:
-        raise DblinkError(f"{path} cannot be read as a checkpoint: {exc}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise DblinkError(f"{path} is not a dblink_live localizer checkpoint")
-    if ckpt.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise DblinkError(f"{path} was written by a newer dblink_live; upgrade to load it")
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "localizer", device)
     model = LocalizerNet(**ckpt["architecture"])
     model.load_state_dict(ckpt["model_state"])
     model.to(device).eval()
-    ckpt["path"] = str(path)
     return model, ckpt
 
 

@@ -15,11 +15,9 @@ one full window pass per output frame.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,8 @@ import numpy as np
 import torch
 import zarr
 
+from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_path
 from dblink_live.config import ReconModelConfig
-from dblink_live.errors import DblinkError
 from dblink_live.localize.base import resolve_device
 from dblink_live.recon.model import ConvBiLSTM
 from dblink_live.recon.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
@@ -69,15 +67,10 @@ class LoadedModel:
 
 def resolve_recon_weights(weights: str | Path) -> Path:
     """Path of a checkpoint from a shipped name (``dblink_live/weights/NAME.pt``) or a path."""
-    p = Path(weights)
-    if p.is_file():
-        return p
-    shipped = resources.files("dblink_live") / "weights" / f"{weights}.pt"
-    if shipped.is_file():
-        return Path(str(shipped))
-    raise DblinkError(
-        f"no reconstruction checkpoint {weights!r}: give a .pt path or a shipped name "
-        "(recon_filaments, recon_mitochondria); train one with `dblink-live train`"
+    return shipped_or_path(
+        weights,
+        "reconstruction",
+        "a shipped name (recon_filaments, recon_mitochondria); train one with `dblink-live train`",
     )
 
 
@@ -85,18 +78,11 @@ def load_recon_model(weights: str | Path, device: str = "auto") -> LoadedModel:
     """Load a self-describing ConvBiLSTM checkpoint (best validation weights when present)."""
     path = resolve_recon_weights(weights)
     dev = resolve_device(device)
-    try:
-        ckpt = torch.load(path, map_location=dev, weights_only=False)
-    except Exception as exc:
-        raise DblinkError(f"{path} cannot be read as a checkpoint: {exc}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise DblinkError(f"{path} is not a dblink_live reconstruction checkpoint")
-    if ckpt.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise DblinkError(f"{path} was written by a newer dblink_live; upgrade to load it")
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "reconstruction", dev)
     model = ConvBiLSTM(**ReconModelConfig(**ckpt["architecture"]).model_dump())
     model.load_state_dict(ckpt.get("best_model_state") or ckpt["model_state"])
     model.to(dev).eval()
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = file_sha256(path)
     return LoadedModel(
         model,
         float(ckpt["grid"]["bin_nm"]),

@@ -56,6 +56,9 @@ ConfigOpt = Annotated[
 ]
 
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"dblink-live {__version__}")
@@ -122,7 +125,7 @@ def simulate(
     chunk_frames: Annotated[
         int, typer.Option(min=1, max=4096, help="Frames per block and per raw chunk.")
     ] = 64,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Simulate an SMLM movie with ground truth and write it as a recording.
 
@@ -242,7 +245,7 @@ def train_localizer_cmd(
     resume: ResumeOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train the CNN localizer on simulated frames generated on the fly.
 
@@ -337,7 +340,7 @@ def localize(
     qe: QeOpt = None,
     psf_sigma_nm: SigmaOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing localizations/output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Localize single molecules in every frame (CNN or classic Gaussian fitting).
 
@@ -398,7 +401,7 @@ def evaluate_localizer(
     em_gain: GainOpt = None,
     qe: QeOpt = None,
     psf_sigma_nm: SigmaOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Score localizers against ground truth: Jaccard, recall, precision, RMSE, efficiency."""
     from dblink_live.localize.run import evaluate_localizers
@@ -453,7 +456,7 @@ def train(
     resume: ResumeOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train the ConvBiLSTM reconstruction model on simulated localization sequences.
 
@@ -521,7 +524,7 @@ def reprocess(
     tiff: Annotated[bool, typer.Option("--tiff", help="Also export a TIFF stack.")] = False,
     gif: Annotated[bool, typer.Option("--gif", help="Also export a GIF preview.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing reconstruction.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct a whole recording offline with full bidirectional context.
 

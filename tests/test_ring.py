@@ -109,3 +109,46 @@ def test_on_disk_ring_is_visible_to_another_reader(tmp_path: Path) -> None:
     other = zarr.open_array(tmp_path / "ring.zarr", mode="r")
     assert other.shape == (6, 16, 12)
     assert np.array_equal(other[:3, 0, 0], [0, 1, 2])
+
+
+def test_a_lossless_cursor_keeps_what_would_be_overwritten() -> None:
+    ring = FrameRing(4, (16, 12))
+    keep = ring.cursor("recorder", lossless=True)
+    lossy = ring.cursor("localizer")
+    for i in range(11):
+        ring.put(_frame(i), {"index": i})
+    assert keep.backlog == 7  # frames 0..6 copied aside, 7..10 still in the ring
+    got = keep.get()
+    assert got.first == 0 and got.lost == [] and keep.lost_frames == 0
+    assert np.array_equal(got.frames[:, 0, 0], np.arange(11))
+    assert [m["index"] for m in got.metadata] == list(range(11))
+    assert keep.backlog == 0 and keep.max_backlog == 7
+    assert lossy.get().lost == [(0, 7)]  # the ordinary consumer still loses them
+
+
+def test_a_lossless_cursor_never_loses_under_a_racing_producer() -> None:
+    ring = FrameRing(3, (16, 12))
+    keep = ring.cursor("recorder", lossless=True)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        while True:
+            batch = keep.get(max_frames=5, timeout=0.05)
+            if batch is None:
+                if done.is_set() and keep.available() <= 0:
+                    return
+                continue
+            assert batch.lost == []
+            seen.extend(int(v) for v in batch.frames[:, 0, 0])
+            time.sleep(0.0005)  # slower than the producer
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(2000):
+        ring.put(_frame(i))
+    done.set()
+    ring.close()
+    t.join(20)
+    assert seen == [i % 65536 for i in range(2000)]
+    assert keep.lost_frames == 0

@@ -1,9 +1,10 @@
 """Recorder: the ring consumer that appends every frame to the recording.
 
-It reads its own cursor in blocks and appends them (data first, then the counter), so a killed
-process leaves a readable recording up to the last block. Frames it could not read in time
-(the ring overwrote them) are counted in ``lost_frames``; with a ring large enough for the
-write latency this stays 0, which the tests check.
+It reads its own *lossless* ring cursor in blocks and appends them (data first, then the
+counter), so a killed process leaves a readable recording up to the last block. When the disk
+is slower than the camera for a while, the ring copies the frames the recorder has not written
+yet aside in memory before overwriting them (``backlog``), so the recorder never loses a frame
+and the acquisition never waits; ``lost_frames`` is kept as a check and stays 0.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Recorder:
         self.ring = ring
         self.recording = recording
         self.block_frames = int(block_frames)
-        self.cursor = ring.cursor("recorder", start=ring.frames_put)
+        self.cursor = ring.cursor("recorder", start=ring.frames_put, lossless=True)
         self.frames_written = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -34,6 +35,11 @@ class Recorder:
     @property
     def lost_frames(self) -> int:
         return self.cursor.lost_frames
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting in memory because the recorder fell behind the ring."""
+        return self.cursor.backlog
 
     def start(self) -> Recorder:
         self._thread.start()

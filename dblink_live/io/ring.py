@@ -7,6 +7,11 @@ are overwritten, and its next read reports exactly which frame numbers it lost (
 them). A frame overwritten while a consumer was copying it is detected (the slot's frame number
 is checked after the copy) and reported as lost too, never returned torn.
 
+A *lossless* cursor (the recorder's) never loses a frame: when the producer is about to
+overwrite a frame that cursor has not read yet, it first copies that frame aside into the
+cursor's backlog (memory), so the producer still never waits; the cursor reads its backlog
+first. ``backlog`` says how many frames are held that way.
+
 Storage is a zarr array of shape (capacity, Y, X), one chunk per frame, uncompressed: in memory
 by default, or on disk (``path``) so another process can watch the ring.
 """
@@ -91,6 +96,7 @@ class FrameRing:
         self._closed = False
         self.bad_frames = 0
         self._cursors: list[RingCursor] = []
+        self._lossless: list[RingCursor] = []
 
     # ------------------------------------------------------------------ producer
     def put(self, frame: np.ndarray, metadata: dict[str, Any] | None = None) -> int:
@@ -110,6 +116,12 @@ class FrameRing:
             )
         number = self._head
         slot = number % self.capacity
+        old = number - self.capacity
+        if old >= 0 and self._lossless:
+            with self._cond:  # save the frame a lossless cursor has not read yet
+                for cur in self._lossless:
+                    if cur.next_frame <= old and old not in cur._backlog:
+                        cur._backlog[old] = (np.array(self._array[slot]), self._metadata[slot])
         self._slot_number[slot] = -1  # mark the slot as being written
         self._array[slot] = frame
         self._metadata[slot] = {**(metadata or {}), "time_s": time.monotonic()}
@@ -135,11 +147,20 @@ class FrameRing:
         return self._head
 
     # ------------------------------------------------------------------ consumers
-    def cursor(self, name: str, start: int | None = None) -> RingCursor:
-        """A new consumer reading from frame ``start`` (default: the oldest frame still held)."""
-        first = max(0, self._head - self.capacity) if start is None else int(start)
-        cur = RingCursor(self, name, first)
-        self._cursors.append(cur)
+    def cursor(self, name: str, start: int | None = None, lossless: bool = False) -> RingCursor:
+        """A new consumer reading from frame ``start`` (default: the oldest frame still held).
+
+        ``lossless=True``: frames this consumer has not read are copied aside before being
+        overwritten (see the module docstring), so it never loses one.
+        """
+        with self._cond:
+            first = max(0, self._head - self.capacity) if start is None else int(start)
+            if lossless and first < self._head - self.capacity:
+                raise ValueError("a lossless cursor cannot start before the oldest frame held")
+            cur = RingCursor(self, name, first, lossless)
+            self._cursors.append(cur)
+            if lossless:
+                self._lossless.append(cur)
         return cur
 
     @property
@@ -148,20 +169,30 @@ class FrameRing:
 
     def fill(self) -> float:
         """Fraction of the ring the slowest consumer still has to read (0 empty, 1 full)."""
-        if not self._cursors:
+        lossy = [c for c in self._cursors if not c.lossless]
+        if not lossy:
             return 0.0
-        behind = max(self._head - c.next_frame for c in self._cursors)
+        behind = max(self._head - c.next_frame for c in lossy)
         return min(1.0, behind / self.capacity)
 
 
 class RingCursor:
     """One consumer's position in a :class:`FrameRing`; ``lost_frames`` counts what it missed."""
 
-    def __init__(self, ring: FrameRing, name: str, start: int):
+    def __init__(self, ring: FrameRing, name: str, start: int, lossless: bool = False):
         self.ring = ring
         self.name = name
         self.next_frame = start
         self.lost_frames = 0
+        self.lossless = lossless
+        #: frames copied aside for a lossless cursor: number -> (frame, metadata)
+        self._backlog: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        self.max_backlog = 0
+
+    @property
+    def backlog(self) -> int:
+        """Frames held in memory for this (lossless) cursor because it fell behind."""
+        return len(self._backlog)
 
     def available(self) -> int:
         """Frames waiting for this consumer (including ones already overwritten)."""
@@ -181,6 +212,8 @@ class RingCursor:
             head = ring._head
         if head <= self.next_frame:
             return None  # closed and drained
+        if self.lossless:
+            return self._get_lossless(head, max_frames)
         lost: list[tuple[int, int]] = []
         oldest = head - ring.capacity
         if self.next_frame < oldest:
@@ -215,3 +248,38 @@ class RingCursor:
             first = self.next_frame = lost[-1][1]
         self.lost_frames += sum(b - a for a, b in lost)
         return FrameBatch(first, frames, meta, lost)
+
+    def _get_lossless(self, head: int, max_frames: int | None) -> FrameBatch:
+        """Read from the backlog first, then the ring; a frame overwritten during the copy is
+        taken from the backlog (the producer saved it there before overwriting)."""
+        ring = self.ring
+        n = (
+            head - self.next_frame
+            if max_frames is None
+            else min(max_frames, head - self.next_frame)
+        )
+        numbers = np.arange(self.next_frame, self.next_frame + n)
+        frames = np.empty((n, *ring.frame_shape), ring.dtype)
+        meta: list[dict[str, Any]] = [{}] * n
+        in_ring = []
+        for i, num in enumerate(numbers):
+            saved = self._backlog.get(int(num))
+            if saved is not None:
+                frames[i], meta[i] = saved
+            else:
+                in_ring.append(i)
+        for i in in_ring:
+            num = int(numbers[i])
+            slot = num % ring.capacity
+            frames[i] = ring._array[slot]
+            meta[i] = ring._metadata[slot]
+        with ring._cond:
+            for i in in_ring:  # overwritten during the copy: the backlog has the original
+                num = int(numbers[i])
+                if ring._slot_number[num % ring.capacity] != num:
+                    frames[i], meta[i] = self._backlog[num]
+            self.max_backlog = max(self.max_backlog, len(self._backlog))
+            self.next_frame += n
+            for num in numbers:
+                self._backlog.pop(int(num), None)
+        return FrameBatch(int(numbers[0]), frames, meta, [])

@@ -618,6 +618,274 @@ def evaluate(
     out.print(f"wrote {output} and {figure}")
 
 
+HeadlessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--headless", help="No viewer: print the live status, write a summary PNG and JSON."
+    ),
+]
+DelayOpt = Annotated[
+    int,
+    typer.Option(
+        "--delay-maps",
+        min=0,
+        help="Trailing delay D: maps of look-ahead before a reconstruction is shown.",
+    ),
+]
+ReconWeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights", help="Reconstruction model (shipped name or .pt); auto: by structure."
+    ),
+]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output recording.")]
+
+
+def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """Run a pipeline to the end (viewer or headless status), then write its summary."""
+    from dblink_live.pipeline_types import PipelineState
+    from dblink_live.report import write_live_summary
+
+    if headless:
+        last = [0.0]
+
+        def show(st) -> None:  # type: ignore[no-untyped-def]
+            if not quiet and time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                console.print(st.line(), highlight=False)
+                for w in st.warnings:
+                    console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+        status = pipeline.run(on_status=show)
+    else:
+        try:
+            from dblink_live.display import run_viewer
+        except ImportError as exc:
+            raise DblinkError(f"the viewer cannot start ({exc}); use --headless") from None
+        pipeline.start()
+        run_viewer(pipeline=pipeline)
+        pipeline.stop()
+        status = pipeline.wait()
+    rec_path = pipeline.recording_path
+    base = rec_path.with_suffix("")
+    png = base.with_name(base.name + "_summary.png")
+    js = base.with_name(base.name + "_summary.json")
+    scores = None
+    if status.state is PipelineState.FINISHED and status.outputs and pipeline.model is not None:
+        from dblink_live.io.recording import Recording
+
+        if Recording.open(rec_path).read_image("gt/skeleton") is not None:
+            from dblink_live.recon.evaluate import evaluate_recording
+
+            scores = evaluate_recording(rec_path)
+    write_live_summary(rec_path, png, js, pipeline.summary, scores)
+    if status.state is PipelineState.FAILED:
+        raise DblinkError(f"the run failed: {status.error} (recorded frames are in {rec_path})")
+    score = ""
+    if scores:
+        t1 = scores["reconstruction"]["tol1"]
+        score = f"; vs ground truth 1-bin recall {t1['recall']:.3f}, Jaccard {t1['jaccard']:.3f}"
+    out.print(
+        f"recorded {status.frames_recorded} frames ({status.dropped_frames} dropped by the live "
+        f"path, {status.recorder_lost} lost by the recorder), {status.outputs} reconstructions "
+        f"to {rec_path}{score}; summary {png}"
+    )
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Recording to write.")] = Path(
+        "demo.zarr"
+    ),
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to acquire.")] = 1000,
+    fps: Annotated[float, typer.Option(min=0.1, help="Camera frame rate (Hz).")] = 100.0,
+    config: ConfigOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Simulation seed (default: config).")] = None,
+    weights: ReconWeightsOpt = "auto",
+    delay_maps: DelayOpt = 4,
+    device: DeviceOpt = "auto",
+    headless: HeadlessOpt = False,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Live DBlink on the virtual microscope: a simulated moving sample seen by a Micro-Manager
+    camera device (pymmcore-plus), acquired through the same pycromanager hook as a real one.
+
+    Writes the recording (raw, localizations, reconstruction, confidence, ground truth); with
+    --headless also OUT_summary.png and OUT_summary.json with scores against the ground truth.
+    """
+    from dblink_live.pipeline import demo_pipeline
+
+    cfg = _load(config)
+    if output.exists() and not overwrite:
+        raise DblinkError(f"{output} already exists; pass --overwrite or choose another -o")
+    pipe = demo_pipeline(
+        output,
+        n_frames=frames,
+        fps=fps,
+        config=cfg,
+        device=device,
+        seed=seed,
+        delay_maps=delay_maps,
+        overwrite=overwrite,
+        recon=weights,
+    )
+    _run_live(pipe, headless, quiet)
+
+
+@app.command()
+def replay(
+    input_path: Annotated[Path, typer.Argument(help="A recording (*.zarr) to stream.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="New recording (default IN_replay.zarr).")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0, help="Playback speed (2 = twice as fast; 0 = unpaced).")
+    ] = 1.0,
+    config: ConfigOpt = None,
+    weights: ReconWeightsOpt = "auto",
+    delay_maps: DelayOpt = 4,
+    device: DeviceOpt = "auto",
+    headless: HeadlessOpt = False,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Stream a recording through the live pipeline at its recorded rate (or --speed x)."""
+    from dblink_live.acquire.replay import ReplaySource
+    from dblink_live.config import config_from_dict
+    from dblink_live.io.recording import Recording
+    from dblink_live.pipeline import Pipeline
+
+    src = ReplaySource(input_path, speed=speed)
+    if config is not None:
+        cfg = _load(config)
+    else:
+        stored = Recording.open(input_path).config
+        cfg = config_from_dict(stored) if stored else _load(None)
+    base = input_path.with_suffix("")
+    output = output or base.with_name(base.name + "_replay.zarr")
+    pipe = Pipeline(
+        src,
+        output,
+        config=cfg,
+        recon=weights,
+        delay_maps=delay_maps,
+        device=device,
+        overwrite=overwrite,
+    )
+    _run_live(pipe, headless, quiet)
+
+
+@app.command()
+def live(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Recording to write.")] = Path(
+        "live.zarr"
+    ),
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to acquire.")] = 1000,
+    interval_s: Annotated[
+        float, typer.Option(min=0, help="Time between frames (0: as fast as the camera runs).")
+    ] = 0.0,
+    exposure_ms: Annotated[float | None, typer.Option(min=0, help="Camera exposure.")] = None,
+    roi: Annotated[
+        str | None, typer.Option(help="Camera ROI as x,y,width,height (pixels).")
+    ] = None,
+    mm_config: Annotated[
+        Path | None,
+        typer.Option(help="Micro-Manager hardware config (.cfg); headless Python backend."),
+    ] = None,
+    adapter_path: Annotated[
+        Path | None, typer.Option(help="Folder of the Micro-Manager device adapters.")
+    ] = None,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect", help="Use a running Micro-Manager (Java backend, ZMQ server on)."
+        ),
+    ] = False,
+    keep_in_micromanager: Annotated[
+        bool,
+        typer.Option(help="Also let Micro-Manager store each frame (off: our recording only)."),
+    ] = True,
+    pixel_size_nm: PixelOpt = None,
+    baseline_adu: BaselineOpt = None,
+    e_per_adu: EPerAduOpt = None,
+    em_gain: GainOpt = None,
+    qe: QeOpt = None,
+    config: ConfigOpt = None,
+    weights: ReconWeightsOpt = "auto",
+    delay_maps: DelayOpt = 4,
+    device: DeviceOpt = "auto",
+    headless: HeadlessOpt = False,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Live DBlink on a Micro-Manager camera through pycromanager.
+
+    Headless: --mm-config and --adapter-path start Micro-Manager's core in this process;
+    --connect uses a running Micro-Manager instead. Give the camera calibration (offset, e-/ADU,
+    EM gain, QE) so photon counts are right.
+    """
+    from dblink_live.acquire.micromanager import MicroManagerSource
+    from dblink_live.pipeline import Pipeline
+
+    if not connect and not (mm_config and adapter_path):
+        raise DblinkError(
+            "give --mm-config and --adapter-path (headless Micro-Manager) or --connect"
+        )
+    roi_t = None
+    if roi:
+        try:
+            roi_t = tuple(int(v) for v in roi.split(","))
+        except ValueError:
+            roi_t = ()
+        if len(roi_t) != 4:
+            raise DblinkError(f"--roi must be x,y,width,height in pixels, got {roi!r}")
+    camera = {
+        k: v
+        for k, v in dict(
+            baseline_adu=baseline_adu, e_per_adu=e_per_adu, em_gain=em_gain, qe=qe
+        ).items()
+        if v is not None
+    }
+    src = MicroManagerSource(
+        n_frames=frames,
+        interval_s=interval_s,
+        exposure_ms=exposure_ms,
+        adapter_path=str(adapter_path) if adapter_path else None,
+        config_file=str(mm_config) if mm_config else None,
+        headless=not connect,
+        keep_in_micromanager=keep_in_micromanager,
+        pixel_size_nm=pixel_size_nm,
+        camera=camera,
+        roi=roi_t,
+    )
+    pipe = Pipeline(
+        src,
+        output,
+        config=_load(config),
+        recon=weights,
+        delay_maps=delay_maps,
+        device=device,
+        overwrite=overwrite,
+    )
+    _run_live(pipe, headless, quiet)
+
+
+@app.command()
+def view(
+    input_path: Annotated[Path, typer.Argument(help="A recording (*.zarr) to browse.")],
+) -> None:
+    """Open a recording in the viewer (raw frames, localizations, reconstruction, confidence)."""
+    from dblink_live.io.recording import Recording
+
+    Recording.open(input_path)  # a clear error for a path that is not a recording
+    try:
+        from dblink_live.display import run_viewer
+    except ImportError as exc:
+        raise DblinkError(f"the viewer cannot start ({exc})") from None
+    raise typer.Exit(run_viewer(recording=input_path))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user-input errors into one line and exit status 2."""
     try:

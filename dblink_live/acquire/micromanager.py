@@ -11,6 +11,7 @@ running Micro-Manager application (Java backend, ZMQ port).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def demo_camera_paths() -> tuple[str, str]:
     return folder, str(Path(folder) / "MMConfig_demo.cfg")
 
 
+def _install_python_core(core: Any) -> None:
+    """Make ``core`` the core of pycromanager's Python backend (what ``start_headless`` does)."""
+    from mmpycorex import launcher
+    from pycromanager import Core
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    if launcher._PYMMCORES or hasattr(Engine, "singleton"):
+        raise DblinkError("a Micro-Manager core is already running in this process; stop it first")
+    launcher._PYMMCORES.append(core)
+    Engine(Core())
+
+
 class MicroManagerSource:
     """Frames from a Micro-Manager camera (see the module docstring).
 
@@ -55,6 +68,12 @@ class MicroManagerSource:
         Override the core's pixel size (which may be unset).
     camera
         Calibration metadata (baseline, e-/ADU, gain, QE) stored with the recording.
+    roi
+        Camera region of interest ``(x, y, width, height)`` in pixels, set before acquiring.
+    core_factory
+        Instead of ``start_headless``: a function returning a prepared pymmcore core (with
+        snake_case methods, as pycromanager's launcher makes them), installed as pycromanager's
+        Python backend. The virtual microscope uses it.
     """
 
     def __init__(
@@ -68,6 +87,8 @@ class MicroManagerSource:
         keep_in_micromanager: bool = True,
         pixel_size_nm: float | None = None,
         camera: dict[str, Any] | None = None,
+        core_factory: Callable[[], Any] | None = None,
+        roi: tuple[int, ...] | None = None,
     ):
         self.n_frames = int(n_frames)
         self.interval_s = float(interval_s)
@@ -82,6 +103,8 @@ class MicroManagerSource:
         self.pixel_size_nm = float(pixel_size_nm or 0.0)
         self.frame_interval_s = self.interval_s
         self._started = False
+        self._core_factory = core_factory
+        self.roi = tuple(int(v) for v in roi) if roi else None
         #: messages of frames the sink rejected (wrong shape/dtype), in order
         self.rejected_frames: list[str] = []
 
@@ -89,7 +112,10 @@ class MicroManagerSource:
         """Start the headless core (if asked) and read the camera geometry."""
         from pycromanager import Core, start_headless
 
-        if self.headless and not self._started:
+        if self._core_factory is not None and not self._started:
+            _install_python_core(self._core_factory())
+            self._started = True
+        elif self.headless and not self._started:
             if not (self.adapter_path and self.config_file):
                 raise DblinkError(
                     "headless Micro-Manager needs an adapter folder and a config file"
@@ -101,6 +127,11 @@ class MicroManagerSource:
         core = Core()
         if self.exposure_ms is not None:
             core.set_exposure(float(self.exposure_ms))
+        if self.roi is not None:
+            try:
+                core.set_roi(*self.roi)
+            except Exception as exc:
+                raise DblinkError(f"the camera refused the ROI {self.roi}: {exc}") from None
         self.frame_shape = (int(core.get_image_height()), int(core.get_image_width()))
         px_um = float(core.get_pixel_size_um())
         self.pixel_size_nm = float(self._pixel_override or (px_um * 1e3 if px_um > 0 else 100.0))
@@ -110,7 +141,7 @@ class MicroManagerSource:
 
     def stop(self) -> None:
         """Stop the headless core (so another can start in this process)."""
-        if self.headless and self._started:
+        if (self.headless or self._core_factory is not None) and self._started:
             from pycromanager import stop_headless
             from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 

@@ -1,0 +1,765 @@
+"""The live pipeline: source -> ring -> recorder | localizer -> binner -> streaming ConvBiLSTM.
+
+::
+
+    source thread ──put──> FrameRing ──lossless cursor──> Recorder thread ──> recording.zarr/raw
+                               │
+                               └─lossy cursor─> localizer thread ──> recording/localizations
+                                                     │ bounded queue (blocks: back-pressure)
+                                                     ▼
+                                              reconstruction thread: W-frame count maps,
+                                              streaming ConvBiLSTM (delay D) ──> recording/
+                                              reconstruction, confidence; latest results
+
+The source only copies into the ring, so acquisition never waits. The recorder never loses a
+frame (its cursor is lossless). When the localizer or the reconstruction cannot keep up, the
+bounded queue fills, the localizer falls behind the ring and the frames it misses are counted
+as *dropped* (the recording still has them; a map with dropped frames is rescaled to a full
+window). :class:`Pipeline` has an explicit state machine (idle -> running -> draining ->
+finished | failed), a thread-safe :meth:`Pipeline.status` snapshot and :meth:`Pipeline.latest`
+results for a display; :meth:`Pipeline.stop` (or Ctrl-C in :meth:`Pipeline.run`) stops the
+source, drains what is buffered and closes the recording.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dblink_live import __version__
+from dblink_live.config import RunConfig
+from dblink_live.errors import DblinkError
+from dblink_live.io.recorder import Recorder
+from dblink_live.io.recording import Recording
+from dblink_live.io.ring import FrameRing
+from dblink_live.localizations import Localizations, count_maps
+from dblink_live.localize import CameraCalibration, CNNLocalizer, Localizer, make_localizer
+from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
+from dblink_live.recon.data import map_scale
+from dblink_live.recon.inference import LoadedModel, load_recon_model
+from dblink_live.recon.streaming import StreamingReconstructor
+from dblink_live.sim.scene import grid_shape
+
+__all__ = [
+    "DEFAULT_DELAY_MAPS",
+    "LiveResults",
+    "Pipeline",
+    "PipelineState",
+    "PipelineStatus",
+    "demo_pipeline",
+]
+
+log = logging.getLogger(__name__)
+
+#: Trailing delay D (maps): keeps 99 % of the full-context Jaccard (scripts/bench_delay.py).
+DEFAULT_DELAY_MAPS = 4
+_END = object()
+
+
+class _Rate:
+    """Events per second over the last ``span_s`` seconds (thread-safe enough: one writer)."""
+
+    def __init__(self, span_s: float = 2.0):
+        self.span_s = span_s
+        self._marks: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        now = time.monotonic()
+        self.total += n
+        self._marks.append((now, self.total))
+        while len(self._marks) > 2 and now - self._marks[0][0] > self.span_s:
+            self._marks.popleft()
+
+    def rate(self) -> float:
+        marks = list(self._marks)
+        if len(marks) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = marks[0], marks[-1]
+        if time.monotonic() - t1 > self.span_s:  # nothing recent
+            return 0.0
+        return (n1 - n0) / max(t1 - t0, 1e-9)
+
+
+@dataclass
+class _Block:
+    """Localizations of frames ``[first, first + n)`` (``lost``: ranges skipped before them)."""
+
+    first: int
+    n: int
+    locs: Localizations
+    lost: list[tuple[int, int]]
+    arrival_s: list[float]
+
+
+class Pipeline:
+    """Live processing of one acquisition into one recording (see the module docstring).
+
+    Parameters
+    ----------
+    source
+        A :class:`~dblink_live.acquire.base.FrameSource` (Micro-Manager, virtual microscope,
+        replay). Sources with a ``start()`` method are started first (to learn the geometry),
+        and ``stop()`` is called at the end.
+    output
+        The new recording (``*.zarr``).
+    config
+        Run config (localizer and grid sections are used; stored in the recording).
+    recon
+        A loaded reconstruction model, a weights name/path, or None for localization only.
+        Default: the shipped model for the config's structure.
+    delay_maps
+        Trailing delay D of the streaming reconstruction.
+    ring_capacity
+        Frames the ring holds (default: 4 s of frames, at least 256).
+    device
+        ``auto``, ``cpu`` or ``cuda[:N]`` for the localizer and the model.
+    overwrite
+        Replace an existing recording.
+    queue_blocks
+        Localized blocks buffered between localizer and reconstruction.
+    history_maps
+        Count maps kept for :meth:`latest` renders.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        output: str | Path,
+        *,
+        config: RunConfig | None = None,
+        recon: LoadedModel | str | Path | None = "auto",
+        delay_maps: int = DEFAULT_DELAY_MAPS,
+        ring_capacity: int | None = None,
+        device: str = "auto",
+        overwrite: bool = False,
+        queue_blocks: int = 8,
+        history_maps: int = 100,
+        localizer: Localizer | None = None,
+    ):
+        if delay_maps < 0:
+            raise DblinkError("the delay must be >= 0 maps")
+        self.source = source
+        self.output = Path(output)
+        if self.output.exists() and not overwrite:
+            raise DblinkError(f"{self.output} already exists; pass --overwrite to replace it")
+        self.config = config or RunConfig()
+        self.delay_maps = int(delay_maps)
+        self.device = device
+        self.overwrite = overwrite
+        self._ring_capacity = ring_capacity
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_blocks)))
+        self._history: deque[np.ndarray] = deque(maxlen=max(1, int(history_maps)))
+        self._recon_arg = recon
+        self._localizer_arg = localizer
+        self._state = PipelineState.IDLE
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._finished = threading.Event()
+        self._error: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._t0 = 0.0
+        self._in_rate, self._loc_rate, self._map_rate = _Rate(), _Rate(), _Rate()
+        self._locs_recent: deque[tuple[int, int]] = deque(maxlen=64)  # (frames, locs)
+        self._latencies: deque[float] = deque(maxlen=20000)
+        self._frames_in = 0
+        self._frames_localized = 0
+        self._busy = {"localizer": 0.0, "reconstruction": 0.0}  # seconds of work per worker
+        self._dropped = 0
+        self._maps_in = 0
+        self._outputs = 0
+        self._last_output_end = 0  # first frame after the newest output's window
+        self._results = LiveResults()
+        self._warned: set[str] = set()
+        self.recording: Recording | None = None
+        self.ring: FrameRing | None = None
+        self.recorder: Recorder | None = None
+        self.model: LoadedModel | None = None
+        self.localizer: Localizer | None = None
+        self.summary: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def state(self) -> PipelineState:
+        return self._state
+
+    @property
+    def recording_path(self) -> Path:
+        return self.output
+
+    def _set_state(self, state: PipelineState) -> None:
+        with self._lock:
+            if self._state.done:
+                return
+            self._state = state
+        log.info("pipeline %s", state.value)
+
+    def start(self) -> Pipeline:
+        """Open the source, create the recording and start all threads (returns at once)."""
+        if self._state is not PipelineState.IDLE:
+            raise DblinkError(f"the pipeline is {self._state.value}; make a new one to start again")
+        try:
+            self._setup()
+        except BaseException:
+            self._cleanup_source()
+            self._state = PipelineState.FAILED
+            raise
+        self._t0 = time.monotonic()
+        self._set_state(PipelineState.RUNNING)
+        for target, name in (
+            (self._localize_loop, "localizer"),
+            (self._recon_loop, "reconstruction"),
+            (self._source_loop, "source"),
+            (self._supervise, "supervisor"),
+        ):
+            t = threading.Thread(target=self._guard(target), name=f"dblink-{name}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask for a clean stop: the source stops, buffered frames are processed, then finish."""
+        if not self._stop.is_set():
+            log.info("stop requested: draining")
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Stop without processing what is buffered (the recorder still writes every frame)."""
+        self._abort.set()
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> PipelineStatus:
+        """Block until finished or failed (or ``timeout`` s); returns the status."""
+        self._finished.wait(timeout)
+        return self.status()
+
+    def run(self, on_status: Callable[[PipelineStatus], None] | None = None) -> PipelineStatus:
+        """Start (if needed) and block until done; Ctrl-C stops cleanly, a second one aborts.
+
+        ``on_status`` is called about twice a second with the status.
+        """
+        if self._state is PipelineState.IDLE:
+            self.start()
+        interrupts = 0
+        while not self._finished.is_set():
+            try:
+                self._finished.wait(0.5)
+                if on_status is not None:
+                    on_status(self.status())
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts == 1:
+                    log.warning("Ctrl-C: stopping and draining (press again to skip processing)")
+                    self.stop()
+                else:
+                    self.abort()
+        return self.status()
+
+    def __enter__(self) -> Pipeline:
+        return self.start() if self._state is PipelineState.IDLE else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.wait()
+
+    def status(self) -> PipelineStatus:
+        """A snapshot of the counters and rates (safe from any thread)."""
+        ring, rec = self.ring, self.recorder
+        area_um2 = self._area_um2()
+        recent = list(self._locs_recent)
+        frames = sum(f for f, _ in recent)
+        per_frame = sum(n for _, n in recent) / frames if frames else 0.0
+        lat = sorted(self._latencies)
+        frames_in = ring.frames_put if ring is not None else 0
+        with self._lock:
+            state, error = self._state, self._error
+            outputs, maps_in = self._outputs, self._maps_in
+            last_end = self._last_output_end
+        warnings = list(self._warnings(per_frame / area_um2 if area_um2 else 0.0))
+        return PipelineStatus(
+            state=state,
+            elapsed_s=time.monotonic() - self._t0 if self._t0 else 0.0,
+            frames_in=frames_in,
+            frames_recorded=rec.frames_written if rec is not None else 0,
+            frames_localized=self._frames_localized,
+            maps_in=maps_in,
+            outputs=outputs,
+            input_fps=self._in_rate.rate(),
+            localizer_fps=self._loc_rate.rate(),
+            maps_per_s=self._map_rate.rate(),
+            lag_frames=max(0, frames_in - last_end) if outputs else frames_in,
+            lag_s=float(lat[len(lat) // 2]) if lat else 0.0,
+            dropped_frames=self._dropped,
+            bad_frames=ring.bad_frames if ring is not None else 0,
+            recorder_lost=rec.lost_frames if rec is not None else 0,
+            recorder_backlog=rec.backlog if rec is not None else 0,
+            ring_fill=ring.fill() if ring is not None else 0.0,
+            locs_per_frame=per_frame,
+            density_per_um2=per_frame / area_um2 if area_um2 else 0.0,
+            device=str(self.model.device if self.model else self._localizer_device()),
+            delay_maps=self.delay_maps,
+            warnings=tuple(warnings),
+            error=error,
+        )
+
+    def latest(self, render_maps: int = 10) -> LiveResults:
+        """The newest frame, localization render (sum of the last ``render_maps`` maps),
+        reconstruction and confidence (see :class:`LiveResults`)."""
+        with self._lock:
+            res = self._results
+            hist = list(self._history)[-max(1, int(render_maps)) :]
+        render = np.sum(hist, axis=0, dtype=np.float32) if hist else None
+        return replace(res, render=render, render_maps=len(hist))
+
+    def latencies(self) -> np.ndarray:
+        """Seconds from the arrival of each output's last frame to its reconstruction."""
+        return np.array(self._latencies, dtype=np.float64)
+
+    # ------------------------------------------------------------------ setup
+    def _localizer_device(self) -> str:
+        loc = self.localizer
+        return str(getattr(loc, "device", "cpu")) if loc is not None else "cpu"
+
+    def _area_um2(self) -> float:
+        ring = self.ring
+        if ring is None or not self.source.pixel_size_nm:
+            return 0.0
+        y, x = ring.frame_shape
+        return y * x * (self.source.pixel_size_nm / 1e3) ** 2
+
+    def _setup(self) -> None:
+        src = self.source
+        if hasattr(src, "start"):
+            src.start()
+        if not src.frame_shape or not src.frame_shape[0]:
+            raise DblinkError("the source did not report its frame size")
+        px = float(src.pixel_size_nm or 0.0)
+        if px <= 0:
+            raise DblinkError("the source has no pixel size; give --pixel-size-nm")
+        interval = float(src.frame_interval_s or 0.0) or 0.01
+        cfg = self.config
+        self.localizer = self._localizer_arg or make_localizer(cfg.localizer, self.device)
+        recon = self._recon_arg
+        if isinstance(recon, str) and recon == "auto":
+            recon = f"recon_{cfg.simulation.structure.kind}"
+        if recon is None or isinstance(recon, LoadedModel):
+            self.model = recon
+        else:
+            self.model = load_recon_model(recon, self.device)
+        w = cfg.grid.window_frames
+        capacity = self._ring_capacity or max(256, round(4.0 / interval))
+        self.ring = FrameRing(capacity, src.frame_shape)
+        extra = {
+            "live": True,
+            "source": type(src).__name__,
+            "delay_maps": self.delay_maps,
+        }
+        if getattr(src, "simulation_metadata", None) is not None:
+            extra.update(simulated=True, simulation=src.simulation_metadata)
+        self.recording = Recording.create(
+            self.output,
+            frame_shape=src.frame_shape,
+            pixel_size_nm=px,
+            frame_interval_s=interval,
+            camera=dict(src.camera or {}),
+            config=cfg,
+            overwrite=self.overwrite,
+            extra=extra,
+        )
+        self.calibration = CameraCalibration.from_camera(
+            {**(src.camera or {}), "pixel_size_nm": px}
+        )
+        from dblink_live.localize.run import _describe
+
+        self.recording.clear_localizations(
+            _describe(self.localizer, cfg.localizer, self.calibration)
+        )
+        self.recorder = Recorder(self.ring, self.recording).start()
+        self._loc_cursor = self.ring.cursor("localizer", start=0)
+        if self.model is not None:
+            fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
+            self.grid_yx = grid_shape(fov, self.model.bin_nm)
+            self.bin_nm = self.model.bin_nm
+            for name in ("reconstruction", "confidence"):
+                self.recording.create_image(
+                    name,
+                    self.grid_yx,
+                    "float32",
+                    bin_nm=self.model.bin_nm,
+                    window_frames=w,
+                    model=self.model.describe(),
+                    delay_maps=self.delay_maps,
+                    mode="live",
+                )
+            self.streamer = StreamingReconstructor(self.model.model, self.delay_maps)
+        else:
+            self.bin_nm = cfg.grid.bin_nm
+            fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
+            self.grid_yx = grid_shape(fov, self.bin_nm)
+        self.window = w
+        with self._lock:
+            self._results = replace(
+                self._results, pixel_size_nm=px, bin_nm=self.bin_nm, window_frames=w
+            )
+
+    def _cleanup_source(self) -> None:
+        if hasattr(self.source, "stop"):
+            try:
+                self.source.stop()
+            except Exception as exc:  # never hide the original failure
+                log.warning("stopping the source failed: %s", exc)
+
+    # ------------------------------------------------------------------ threads
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                self._fail(exc)
+
+        return run
+
+    def _fail(self, exc: BaseException) -> None:
+        msg = str(exc) if isinstance(exc, DblinkError) else f"{type(exc).__name__}: {exc}"
+        log.error("pipeline failed: %s", msg, exc_info=not isinstance(exc, DblinkError))
+        with self._lock:
+            if self._error is None:
+                self._error = msg
+        self.abort()
+
+    def _sink(self, frame: np.ndarray, metadata: dict[str, Any]) -> None:
+        assert self.ring is not None
+        self.ring.put(frame, metadata)  # a BadFrameError is counted by the ring
+        self._in_rate.add(1)
+
+    def _source_loop(self) -> None:
+        assert self.ring is not None
+        try:
+            produced = self.source.run(self._sink, self._stop)
+            log.info("source finished after %d frames", produced)
+        finally:
+            self._set_state(PipelineState.DRAINING)
+            self.ring.close()
+
+    def _localize_loop(self) -> None:
+        cur, loc = self._loc_cursor, self.localizer
+        assert loc is not None and self.recording is not None
+        batch_n = int(getattr(self.config.localizer, "batch_frames", 16))
+        cnn = isinstance(loc, CNNLocalizer)
+        held: tuple[int, np.ndarray, float] | None = None  # CNN: last frame waits for its next
+        before: np.ndarray | None = None
+        lost_pending: list[tuple[int, int]] = []
+
+        def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
+            nonlocal before, lost_pending
+            t_start = time.perf_counter()
+            if len(frames):
+                if cnn:
+                    locs = loc.localize(
+                        frames, self.calibration, first, context_before=before, context_after=after
+                    )
+                else:
+                    locs = loc.localize(frames, self.calibration, first)
+                before = frames[-1:]
+            else:
+                locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
+            self.recording.append_localizations(locs)
+            self._busy["localizer"] += time.perf_counter() - t_start
+            self._frames_localized += len(frames)
+            self._loc_rate.add(len(frames))
+            self._locs_recent.append((len(frames), len(locs)))
+            self._put(_Block(first, len(frames), locs, lost_pending, arrival))
+            lost_pending = []
+
+        while not self._abort.is_set():
+            batch = cur.get(max_frames=batch_n, timeout=0.1)
+            if batch is None:
+                if self.ring.closed and cur.available() <= 0:
+                    break
+                continue
+            if batch.lost:
+                n_lost = batch.n_lost
+                self._dropped += n_lost
+                log.debug("localizer skipped frames %s", batch.lost)
+                if held is not None:  # its next frame is gone: localize it without context
+                    emit(held[0], held[1][None], [held[2]], None)
+                    held = None
+                before = None
+                lost_pending = lost_pending + batch.lost
+            frames = batch.frames
+            arrival = [m.get("time_s", 0.0) for m in batch.metadata]
+            first = batch.first
+            if cnn:
+                if held is not None:
+                    frames = np.concatenate([held[1][None], frames])
+                    arrival = [held[2], *arrival]
+                    first = held[0]
+                held = (first + len(frames) - 1, frames[-1], arrival[-1])
+                emit(first, frames[:-1], arrival[:-1], frames[-1:])
+            else:
+                emit(first, frames, arrival, None)
+        if held is not None and not self._abort.is_set():
+            emit(held[0], held[1][None], [held[2]], None)
+        self._put(_END)
+
+    def _put(self, item: object) -> None:
+        while not self._abort.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _recon_loop(self) -> None:
+        w = self.window
+        ny, nx = self.grid_yx
+        partial: dict[int, np.ndarray] = {}
+        dropped: dict[int, int] = {}
+        arrival_end: dict[int, float] = {}
+        covered = 0  # frames [0, covered) are localized or known lost
+        next_map = 0
+        total_locs, total_frames = 0.0, 0
+        pending_out: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        last_flush = time.monotonic()
+
+        def finish_map(k: int) -> None:
+            nonlocal total_locs, total_frames
+            counts = partial.pop(k, None)
+            if counts is None:
+                counts = np.zeros((ny, nx), np.float32)
+            valid = w - dropped.pop(k, 0)
+            total_locs += float(counts.sum())
+            total_frames += valid
+            if 0 < valid < w:
+                counts = counts * (w / valid)  # a map missing frames, scaled to a full window
+            with self._lock:
+                self._history.append(counts)
+                self._maps_in += 1
+            if self.model is None:
+                return
+            area = self._area_um2()
+            rate = total_locs / max(total_frames, 1) / area
+            out = self.streamer.push(counts / map_scale(rate, w, self.bin_nm))
+            if out is not None:
+                deliver(out, arrival_end.pop(out[0], None))
+
+        def deliver(out: tuple[int, np.ndarray, np.ndarray | None], t_arr: float | None) -> None:
+            nonlocal last_flush
+            idx, rec, conf = out
+            if t_arr is not None:
+                self._latencies.append(time.monotonic() - t_arr)
+            pending_out.append(out)
+            self._map_rate.add(1)
+            with self._lock:
+                self._outputs += 1
+                self._last_output_end = (idx + 1) * w
+                self._results = replace(
+                    self._results,
+                    version=self._results.version + 1,
+                    output_index=idx,
+                    reconstruction=rec,
+                    confidence=conf,
+                    output_first_frame=idx * w,
+                )
+            if len(pending_out) >= 8 or time.monotonic() - last_flush > 1.0:
+                flush()
+
+        def flush() -> None:
+            nonlocal last_flush
+            if pending_out and self.recording is not None:
+                self.recording.append_image("reconstruction", np.stack([o[1] for o in pending_out]))
+                if pending_out[0][2] is not None:
+                    self.recording.append_image("confidence", np.stack([o[2] for o in pending_out]))
+                pending_out.clear()
+            last_flush = time.monotonic()
+
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._abort.is_set():
+                    break
+                continue
+            if item is _END:
+                break
+            block: _Block = item
+            t_start = time.perf_counter()
+            for a, b in block.lost:
+                for k in range(a // w, (b - 1) // w + 1):
+                    dropped[k] = dropped.get(k, 0) + min(b, (k + 1) * w) - max(a, k * w)
+            if block.n:
+                k0, k1 = block.first // w, (block.first + block.n - 1) // w
+                maps = count_maps(block.locs, self.bin_nm, (ny, nx), w, k1 - k0 + 1, k0 * w)
+                for j, k in enumerate(range(k0, k1 + 1)):
+                    if k in partial:
+                        partial[k] += maps[j]
+                    else:
+                        partial[k] = maps[j].astype(np.float32)
+                for f, t in zip(
+                    range(block.first, block.first + block.n), block.arrival_s, strict=True
+                ):
+                    if (f + 1) % w == 0:
+                        arrival_end[f // w] = t
+            covered = max(covered, block.first + block.n, *(b for _, b in block.lost))
+            self._update_raw()
+            while (next_map + 1) * w <= covered:
+                finish_map(next_map)
+                next_map += 1
+            self._busy["reconstruction"] += time.perf_counter() - t_start
+        if self.model is not None and not self._abort.is_set():
+            for out in self.streamer.flush():
+                deliver(out, arrival_end.pop(out[0], None))
+        flush()
+
+    def _update_raw(self) -> None:
+        """Newest camera frame for the display (read from the ring, a cheap copy)."""
+        ring = self.ring
+        if ring is None or ring.frames_put == 0:
+            return
+        n = ring.frames_put - 1
+        slot = n % ring.capacity
+        frame = np.array(ring._array[slot])
+        if ring._slot_number[slot] != n:  # overwritten while copying: skip this update
+            return
+        with self._lock:
+            self._results = replace(
+                self._results, version=self._results.version + 1, frame_index=n, raw=frame
+            )
+
+    def _supervise(self) -> None:
+        """Wait for the workers, finish the recording and set the final state."""
+        workers = [t for t in self._threads if t.name != "dblink-supervisor"]
+        for t in workers:
+            t.join()
+        try:
+            assert self.recorder is not None
+            self.recorder.join()
+            self._cleanup_source()
+            self._write_ground_truth()
+            self._write_summary()
+        except BaseException as exc:
+            self._fail(exc)
+        with self._lock:
+            failed = self._error is not None
+        self._set_state(PipelineState.FAILED if failed else PipelineState.FINISHED)
+        self._finished.set()
+
+    def _write_ground_truth(self) -> None:
+        """Simulated sources: ground-truth emitters and maps for what was recorded."""
+        sim = getattr(self.source, "simulator", None)
+        rec = self.recording
+        if sim is None or rec is None or rec.n_frames == 0:
+            return
+        emitters = sim.scene.emitters(0, rec.n_frames, fov_only=True)
+        rec.append_emitters(emitters)
+        n_maps = rec.n_frames // self.window
+        if n_maps == 0:
+            return
+        grid = self.config.grid.model_copy(
+            update={"window_frames": self.window, "bin_nm": self.bin_nm}
+        )
+        _, skel, struct = sim.scene.ground_truth_maps(grid, 0, n_maps)
+        for name, data in (("gt/skeleton", skel), ("gt/structure", struct)):
+            rec.create_image(
+                name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm, window_frames=self.window
+            )
+            rec.append_image(name, data)
+
+    def _write_summary(self) -> None:
+        st = self.status()
+        lat = self.latencies()
+        self.summary = {
+            "frames_in": st.frames_in,
+            "frames_recorded": st.frames_recorded,
+            "frames_localized": st.frames_localized,
+            "dropped_frames": st.dropped_frames,
+            "bad_frames": st.bad_frames,
+            "recorder_lost": st.recorder_lost,
+            "recorder_max_backlog": self.recorder.cursor.max_backlog if self.recorder else 0,
+            "outputs": st.outputs,
+            "busy_s": {k: round(v, 3) for k, v in self._busy.items()},
+            "delay_maps": self.delay_maps,
+            "latency_s": {
+                "p50": float(np.percentile(lat, 50)) if len(lat) else None,
+                "p99": float(np.percentile(lat, 99)) if len(lat) else None,
+            },
+            "elapsed_s": st.elapsed_s,
+            "device": st.device,
+            "error": st.error,
+            "package_version": __version__,
+        }
+        if self.recording is not None:
+            self.recording.update_meta(live_summary=self.summary)
+
+    def _warnings(self, density: float) -> list[str]:
+        out = []
+        if self._dropped:
+            out.append(
+                f"{self._dropped} frames dropped by the live path (all are in the recording)"
+            )
+        rec = self.recorder
+        if rec is not None and rec.lost_frames:
+            out.append(f"the recorder lost {rec.lost_frames} frames")
+        if rec is not None and rec.backlog > 1000:
+            out.append(f"{rec.backlog} frames wait in memory for the disk")
+        bad = self.ring.bad_frames if self.ring is not None else 0
+        if bad:
+            out.append(f"{bad} frames rejected (wrong shape or dtype)")
+        model = self.model
+        if model is not None and self._frames_localized > 5 * self.window and density > 0:
+            lo, hi = _training_density(model)
+            if lo is not None and not (0.5 * lo <= density <= 2 * hi):
+                out.append(
+                    f"localization density {density:.2f}/um2/frame is outside the model's "
+                    f"training range {lo}-{hi}"
+                )
+        return out
+
+
+def _training_density(model: LoadedModel) -> tuple[float | None, float | None]:
+    """Localization density range (per um^2 per frame) the model was trained on, if recorded."""
+    rng = (model.checkpoint.get("config") or {}).get("recon_training", {}).get("density_per_um2")
+    if not rng:
+        return None, None
+    return float(rng[0]), float(rng[1])
+
+
+def demo_pipeline(
+    output: str | Path,
+    n_frames: int = 1000,
+    fps: float = 100.0,
+    config: RunConfig | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    delay_maps: int = DEFAULT_DELAY_MAPS,
+    overwrite: bool = False,
+    recon: LoadedModel | str | Path | None = "auto",
+    **kwargs: Any,
+) -> Pipeline:
+    """A :class:`Pipeline` on the virtual microscope (simulated sample, real Micro-Manager core,
+    pycromanager hook) writing to ``output``; not started."""
+    from dblink_live.acquire.virtual import VirtualMicroscopeSource
+
+    cfg = config or RunConfig()
+    source = VirtualMicroscopeSource(cfg, n_frames=n_frames, frame_rate_hz=fps, seed=seed)
+    return Pipeline(
+        source,
+        output,
+        config=source.config,
+        recon=recon,
+        delay_maps=delay_maps,
+        device=device,
+        overwrite=overwrite,
+        **kwargs,
+    )

@@ -635,7 +635,9 @@ DelayOpt = Annotated[
 ReconWeightsOpt = Annotated[
     str,
     typer.Option(
-        "--weights", help="Reconstruction model (shipped name or .pt); auto: by structure."
+        "--weights",
+        help="Reconstruction model (shipped name or .pt); auto: by structure; none: record and "
+        "localize only.",
     ),
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output recording.")]

@@ -115,8 +115,9 @@ class Pipeline:
     config
         Run config (localizer and grid sections are used; stored in the recording).
     recon
-        A loaded reconstruction model, a weights name/path, or None for localization only.
-        Default: the shipped model for the config's structure.
+        A loaded reconstruction model, a weights name/path, or None (or ``"none"``) for
+        localization and recording only. Default ``"auto"``: the shipped model for the config's
+        structure.
     delay_maps
         Trailing delay D of the streaming reconstruction.
     ring_capacity
@@ -353,6 +354,8 @@ class Pipeline:
         recon = self._recon_arg
         if isinstance(recon, str) and recon == "auto":
             recon = f"recon_{cfg.simulation.structure.kind}"
+        if isinstance(recon, str) and recon.lower() == "none":
+            recon = None
         if recon is None or isinstance(recon, LoadedModel):
             self.model = recon
         else:

@@ -1,0 +1,291 @@
+"""The live pipeline end to end: virtual microscope through pycromanager, replay, drops vs the
+lossless recorder, stop mid-acquisition, a killed process, bad frames, failures, the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dblink_live.acquire import ReplaySource
+from dblink_live.cli import main
+from dblink_live.config import RunConfig
+from dblink_live.errors import DblinkError
+from dblink_live.io.recording import Recording
+from dblink_live.localize import make_localizer
+from dblink_live.pipeline import Pipeline, PipelineState, demo_pipeline
+from dblink_live.recon.evaluate import evaluate_recording
+from dblink_live.sim.record import simulate_recording
+
+
+def _small(frames: int = 200) -> RunConfig:
+    """A 32x32-pixel camera (128x128-bin grid) so the tests stay quick on 2 cores."""
+    return RunConfig().updated(
+        simulation={"n_frames": frames, "camera": {"width_px": 32, "height_px": 32}}
+    )
+
+
+@pytest.fixture(scope="module")
+def small_recording(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("rec") / "sim.zarr"
+    simulate_recording(_small(300), p, seed=5)
+    return p
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(240)
+def test_virtual_microscope_end_to_end_beats_static_accumulation(tmp_path: Path) -> None:
+    out = tmp_path / "demo.zarr"
+    states: list[PipelineState] = []
+    pipe = demo_pipeline(out, n_frames=300, fps=200, config=_small(), seed=3, device="cpu")
+    assert pipe.state is PipelineState.IDLE
+    status = pipe.run(on_status=lambda s: states.append(s.state))
+    assert status.state is PipelineState.FINISHED, status.error
+    assert PipelineState.RUNNING in states
+    assert status.frames_in == status.frames_recorded == status.frames_localized == 300
+    assert status.dropped_frames == 0 and status.recorder_lost == 0 and status.bad_frames == 0
+    rec = Recording.open(out)
+    assert rec.n_frames == 300 and rec.meta["simulated"] and rec.meta["live"]
+    assert rec.meta["source"] == "VirtualMicroscopeSource"
+    locs = rec.read_localizations()
+    assert len(locs) > 300 and locs.frame.min() >= 0 and locs.frame.max() == 299
+    recon, attrs = rec.read_image("reconstruction")
+    conf, _ = rec.read_image("confidence")
+    assert recon.shape == conf.shape == (30, 128, 128) and attrs["delay_maps"] == 4
+    assert rec.read_image("gt/skeleton")[0].shape == (30, 128, 128)
+    # the frames are the simulator's: Micro-Manager delivered them unchanged and in order
+    assert np.array_equal(rec.read_frames(0, 20), pipe.source.simulator.frames(0, 20)[0])
+    scores = evaluate_recording(out)
+    dblink = scores["reconstruction"]["tol1"]
+    for base in ("static_W", "static_10W"):
+        assert dblink["jaccard"] > scores["baselines"][base]["tol1"]["jaccard"] + 0.2
+    assert dblink["recall"] > 0.85
+    lat = pipe.latencies()
+    assert len(lat) == 30 and np.all(lat > 0)
+
+
+def test_replay_through_the_pipeline_reproduces_the_recording(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "replay.zarr"
+    pipe = Pipeline(ReplaySource(small_recording, speed=0), out, config=_small(), device="cpu")
+    status = pipe.run()
+    assert status.state is PipelineState.FINISHED and status.dropped_frames == 0
+    src, copy = Recording.open(small_recording), Recording.open(out)
+    assert np.array_equal(copy.read_frames(), src.read_frames())  # every frame, in order
+    assert copy.pixel_size_nm == src.pixel_size_nm
+    assert copy.read_image("reconstruction")[0].shape[0] == 30
+    assert status.outputs == 30 and status.maps_in == 30
+
+
+class _SlowLocalizer:
+    """A real localizer made deliberately slow (stands in for an overloaded machine)."""
+
+    def __init__(self, delay_s: float):
+        self.inner = make_localizer(RunConfig().localizer.model_copy(), "cpu")
+        self.name = "slow"
+        self.delay_s = delay_s
+        self.device = "cpu"
+        self.calls = 0
+
+    def localize(self, frames, calibration, first_frame=0, **context):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.inner.localize(frames, calibration, first_frame, **context)
+
+
+def test_a_slow_consumer_drops_in_the_live_path_but_the_recording_is_complete(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "slow.zarr"
+    pipe = Pipeline(
+        ReplaySource(small_recording, speed=0),
+        out,
+        config=_small(),
+        device="cpu",
+        ring_capacity=16,
+        localizer=_SlowLocalizer(0.05),
+    )
+    status = pipe.run()
+    assert status.state is PipelineState.FINISHED
+    assert status.dropped_frames > 0  # counted ...
+    assert any("dropped" in w for w in status.warnings)  # ... and shown
+    assert status.frames_localized + status.dropped_frames == 300
+    assert status.recorder_lost == 0
+    rec = Recording.open(out)
+    assert np.array_equal(rec.read_frames(), Recording.open(small_recording).read_frames())
+    assert rec.meta["live_summary"]["dropped_frames"] == status.dropped_frames
+    # every map is still reconstructed (maps missing frames are rescaled)
+    assert rec.read_image("reconstruction")[0].shape[0] == 30
+
+
+def test_stopping_mid_acquisition_leaves_a_valid_recording(tmp_path: Path) -> None:
+    out = tmp_path / "stopped.zarr"
+    pipe = demo_pipeline(out, n_frames=3000, fps=100, config=_small(3000), device="cpu")
+    pipe.start()
+    deadline = time.monotonic() + 60
+    while pipe.status().outputs < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pipe.stop()
+    status = pipe.wait(120)
+    assert status.state is PipelineState.FINISHED
+    assert 30 <= status.frames_in < 3000
+    rec = Recording.open(out)
+    assert rec.n_frames == status.frames_in == status.frames_recorded
+    assert rec.read_localizations().frame.max() < rec.n_frames
+    n_maps = rec.n_frames // 10
+    assert rec.read_image("reconstruction")[0].shape[0] == n_maps == status.outputs
+    assert rec.read_image("gt/skeleton")[0].shape[0] == n_maps
+
+
+_KILLED = """
+import sys
+from dblink_live.acquire import ReplaySource
+from dblink_live.pipeline import Pipeline
+Pipeline(ReplaySource(sys.argv[1], speed=1.0), sys.argv[2], recon=None, device="cpu").run()
+"""
+
+
+def test_a_killed_pipeline_process_leaves_a_readable_recording(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(small_recording), str(out)])
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if Recording.open(out).n_frames >= 64:
+                    break
+            except DblinkError:
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the pipeline made no progress")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    rec = Recording.open(out)
+    assert 64 <= rec.n_frames < 300
+    src = Recording.open(small_recording).read_frames(0, rec.n_frames)
+    assert np.array_equal(rec.read_frames(), src)
+
+
+class _GlitchySource:
+    """Frames from a recording, with one wrong-shape and one wrong-dtype frame mid-stream."""
+
+    def __init__(self, path: Path):
+        self.inner = ReplaySource(path, speed=0)
+        self.frame_shape = self.inner.frame_shape
+        self.pixel_size_nm = self.inner.pixel_size_nm
+        self.frame_interval_s = self.inner.frame_interval_s
+        self.camera = self.inner.camera
+        self.errors: list[str] = []
+
+    def run(self, sink, stop: threading.Event) -> int:
+        def guarded(frame, meta):
+            try:
+                sink(frame, meta)
+            except DblinkError as exc:  # what the Micro-Manager hook does
+                self.errors.append(str(exc))
+
+        def inject(frame, meta):
+            if meta["frame"] == 50:
+                guarded(np.zeros((5, 5), np.uint16), {})
+            if meta["frame"] == 60:
+                guarded(frame.astype(np.float32), {})
+            guarded(frame, meta)
+
+        return self.inner.run(inject, stop)
+
+
+def test_bad_frames_are_rejected_counted_and_the_run_goes_on(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    src = _GlitchySource(small_recording)
+    status = Pipeline(src, tmp_path / "bad.zarr", config=_small(), recon=None).run()
+    assert status.state is PipelineState.FINISHED
+    assert status.bad_frames == 2 and len(src.errors) == 2
+    assert "shape (5, 5)" in src.errors[0] and "float32" in src.errors[1]
+    assert any("rejected" in w for w in status.warnings)
+    assert Recording.open(tmp_path / "bad.zarr").n_frames == 300
+
+
+class _BrokenLocalizer:
+    name = "broken"
+    device = "cpu"
+
+    def localize(self, frames, calibration, first_frame=0, **context):
+        if first_frame >= 100:
+            raise RuntimeError("GPU fell off the bus")
+        return make_localizer(None, "cpu").localize(frames, calibration, first_frame, **context)
+
+
+def test_a_failing_worker_fails_the_pipeline_but_the_recording_is_complete(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "failed.zarr"
+    pipe = Pipeline(
+        ReplaySource(small_recording, speed=0), out, config=_small(), localizer=_BrokenLocalizer()
+    )
+    status = pipe.run()
+    assert status.state is PipelineState.FAILED
+    assert "GPU fell off the bus" in status.error
+    assert Recording.open(out).n_frames == status.frames_in  # the recorder still wrote all
+    with pytest.raises(DblinkError, match="make a new one"):
+        pipe.start()
+
+
+def test_an_existing_output_is_refused(small_recording: Path) -> None:
+    with pytest.raises(DblinkError, match="already exists"):
+        Pipeline(ReplaySource(small_recording), small_recording)
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(240)
+def test_demo_command_headless_writes_recording_and_summary(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "small.yaml"
+    from dblink_live.config import save_config
+
+    save_config(_small(), cfg)
+    out = tmp_path / "demo.zarr"
+    code = main(
+        ["demo", "-n", "120", "--fps", "200", "-c", str(cfg), "-o", str(out), "--headless", "-q"]
+    )
+    assert code == 0
+    said = capsys.readouterr().out
+    assert "recorded 120 frames (0 dropped" in said and "Jaccard" in said
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    assert summary["summary"]["frames_recorded"] == 120
+    assert summary["scores"]["reconstruction"]["tol1"]["recall"] > 0.5
+    png = tmp_path / "demo_summary.png"
+    assert png.stat().st_size > 10_000
+    assert main(["demo", "-n", "10", "-o", str(out), "--headless"]) == 2  # exists: refused
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(240)
+def test_live_command_on_the_democamera(tmp_path: Path, capsys) -> None:
+    from dblink_live.acquire import demo_camera_paths
+
+    adapters, mm_cfg = demo_camera_paths()
+    out = tmp_path / "live.zarr"
+    code = main(
+        [
+            "live", "-n", "20", "--roi", "0,0,64,48", "--exposure-ms", "5",
+            "--adapter-path", adapters, "--mm-config", mm_cfg, "--weights", "none",
+            "--no-keep-in-micromanager", "-o", str(out), "--headless", "-q",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    rec = Recording.open(out)
+    assert rec.n_frames == 20 and rec.frame_shape == (48, 64)
+    assert (tmp_path / "live_summary.png").exists()
+    assert main(["live", "-n", "5", "-o", str(tmp_path / "x.zarr"), "--headless"]) == 2

@@ -40,6 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+log = logging.getLogger("dblink_live")
 console = Console(stderr=True)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -643,11 +644,25 @@ ReconWeightsOpt = Annotated[
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output recording.")]
 
 
+def _display_available() -> bool:
+    """Whether a window can be shown (a desktop session, or Qt told to draw offscreen)."""
+    import os
+
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
 def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """Run a pipeline to the end (viewer or headless status), then write its summary."""
     from dblink_live.pipeline_types import PipelineState
     from dblink_live.report import write_live_summary
 
+    if not headless and not _display_available():
+        log.warning("no display found: running headless (the summary PNG shows the result)")
+        headless = True
     if headless:
         last = [0.0]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 #: Trailing delay D (maps): keeps 99 % of the full-context Jaccard (scripts/bench_delay.py).
 DEFAULT_DELAY_MAPS = 4
 _END = object()
+#: Python thread switch interval while running (the default, 5 ms, delays the hook under load).
+SWITCH_INTERVAL_S = 0.0005
 
 
 class _Rate:
@@ -216,6 +219,9 @@ class Pipeline:
             self._state = PipelineState.FAILED
             raise
         self._t0 = time.monotonic()
+        # hand the GIL around more often, so the acquisition hook never waits long for it
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self._set_state(PipelineState.RUNNING)
         for target, name in (
             (self._localize_loop, "localizer"),
@@ -362,7 +368,7 @@ class Pipeline:
             self.model = load_recon_model(recon, self.device)
         w = cfg.grid.window_frames
         capacity = self._ring_capacity or max(256, round(4.0 / interval))
-        self.ring = FrameRing(capacity, src.frame_shape)
+        self.ring = FrameRing(capacity, src.frame_shape, background_writer=True)
         extra = {
             "live": True,
             "source": type(src).__name__,
@@ -655,6 +661,7 @@ class Pipeline:
             self._fail(exc)
         with self._lock:
             failed = self._error is not None
+        sys.setswitchinterval(self._switch_interval)
         self._set_state(PipelineState.FAILED if failed else PipelineState.FINISHED)
         self._finished.set()
 

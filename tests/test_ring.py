@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
+from dblink_live.errors import DblinkError
 from dblink_live.io.ring import BadFrameError, FrameRing
 
 
@@ -152,3 +153,22 @@ def test_a_lossless_cursor_never_loses_under_a_racing_producer() -> None:
     t.join(20)
     assert seen == [i % 65536 for i in range(2000)]
     assert keep.lost_frames == 0
+
+
+def test_a_background_writer_commits_every_staged_frame_in_order() -> None:
+    ring = FrameRing(8, (16, 12), background_writer=True)
+    keep = ring.cursor("recorder", lossless=True)
+    lossy = ring.cursor("display")
+    numbers = [ring.put(_frame(i), {"index": i}) for i in range(100)]
+    assert numbers == list(range(100))  # numbered at put time, before the commit
+    with pytest.raises(BadFrameError):
+        ring.put(np.zeros((3, 3), np.uint16))
+    ring.close()  # commits everything staged
+    assert ring.frames_put == 100 and ring.bad_frames == 1
+    got = keep.get()
+    assert np.array_equal(got.frames[:, 0, 0], np.arange(100)) and got.lost == []
+    assert [m["index"] for m in got.metadata] == list(range(100))
+    late = lossy.get()
+    assert late.lost == [(0, 92)] and late.first == 92  # the lossy one is told what it lost
+    with pytest.raises(DblinkError, match="closed"):
+        ring.put(_frame(0))

@@ -11,6 +11,8 @@ running Micro-Manager application (Java backend, ZMQ port).
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,8 @@ class MicroManagerSource:
         self.roi = tuple(int(v) for v in roi) if roi else None
         #: messages of frames the sink rejected (wrong shape/dtype), in order
         self.rejected_frames: list[str] = []
+        #: seconds spent in the acquisition hook, per frame (the most recent 100,000)
+        self.hook_times_s: deque[float] = deque(maxlen=100_000)
 
     def start(self) -> None:
         """Start the headless core (if asked) and read the camera geometry."""
@@ -161,12 +165,16 @@ class MicroManagerSource:
 
         rejected = self.rejected_frames
 
+        hook_times = self.hook_times_s
+
         def hook(image: np.ndarray, metadata: dict[str, Any]):
+            t0 = time.perf_counter()
             try:
                 sink(image, dict(metadata))
                 count[0] += 1
             except DblinkError as exc:  # a bad frame is counted and reported, never fatal
                 rejected.append(str(exc))
+            hook_times.append(time.perf_counter() - t0)
             return (image, metadata) if keep else None
 
         events = multi_d_acquisition_events(

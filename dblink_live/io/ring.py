@@ -14,12 +14,20 @@ first. ``backlog`` says how many frames are held that way.
 
 Storage is a zarr array of shape (capacity, Y, X), one chunk per frame, uncompressed: in memory
 by default, or on disk (``path``) so another process can watch the ring.
+
+With ``background_writer=True`` (what the live pipeline uses), :meth:`FrameRing.put` only checks
+and copies the frame into a staging queue and returns; a writer thread commits staged frames
+into the zarr storage in order. A zarr write goes through zarr's I/O event loop thread, and
+waiting on it from the acquisition hook while other threads hold the GIL costs milliseconds;
+staging keeps the hook in the tens of microseconds. Consumers see a frame once it is committed;
+:meth:`FrameRing.close` commits everything staged first.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +80,7 @@ class FrameRing:
         frame_shape: tuple[int, int],
         dtype: str | np.dtype = "uint16",
         path: str | Path | None = None,
+        background_writer: bool = False,
     ):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -91,12 +100,23 @@ class FrameRing:
         )
         self._slot_number = np.full(self.capacity, -1, np.int64)
         self._metadata: list[dict[str, Any]] = [{} for _ in range(self.capacity)]
-        self._head = 0  # number of the next frame to put
+        self._head = 0  # number of the next frame to commit (consumers see frames below it)
+        self._closing = False
         self._cond = threading.Condition()
         self._closed = False
         self.bad_frames = 0
         self._cursors: list[RingCursor] = []
         self._lossless: list[RingCursor] = []
+        self._assigned = 0  # numbers handed out by put (>= _head with a background writer)
+        self._staged: deque[tuple[int, np.ndarray, dict[str, Any]]] = deque()
+        self._stage_cond = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
+        if background_writer:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="ring-writer", daemon=True
+            )
+            self._writer.start()
 
     # ------------------------------------------------------------------ producer
     def put(self, frame: np.ndarray, metadata: dict[str, Any] | None = None) -> int:
@@ -114,7 +134,38 @@ class FrameRing:
                 f"frame of shape {frame.shape} and dtype {frame.dtype} rejected: the ring holds "
                 f"{self.frame_shape} {self.dtype} frames"
             )
-        number = self._head
+        if self._closed:
+            raise DblinkError("the ring is closed")
+        meta = {**(metadata or {}), "time_s": time.monotonic()}
+        if self._writer is None:
+            number = self._assigned
+            self._assigned += 1
+            self._commit(number, frame, meta)
+            return number
+        if self._writer_error is not None:
+            raise DblinkError(f"the ring's writer failed: {self._writer_error}")
+        with self._stage_cond:
+            number = self._assigned
+            self._assigned += 1
+            self._staged.append((number, frame.copy(), meta))
+            self._stage_cond.notify()
+        return number
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                with self._stage_cond:
+                    self._stage_cond.wait_for(lambda: self._staged or self._closing)
+                    if not self._staged and self._closing:
+                        return
+                while self._staged:
+                    number, frame, meta = self._staged.popleft()
+                    self._commit(number, frame, meta)
+        except BaseException as exc:  # surfaced by put() and close()
+            self._writer_error = exc
+
+    def _commit(self, number: int, frame: np.ndarray, meta: dict[str, Any]) -> None:
+        """Write frame ``number`` into its slot (keeping what lossless cursors still need)."""
         slot = number % self.capacity
         old = number - self.capacity
         if old >= 0 and self._lossless:
@@ -124,15 +175,22 @@ class FrameRing:
                         cur._backlog[old] = (np.array(self._array[slot]), self._metadata[slot])
         self._slot_number[slot] = -1  # mark the slot as being written
         self._array[slot] = frame
-        self._metadata[slot] = {**(metadata or {}), "time_s": time.monotonic()}
+        self._metadata[slot] = meta
         self._slot_number[slot] = number
         with self._cond:
             self._head = number + 1
             self._cond.notify_all()
-        return number
 
     def close(self) -> None:
-        """No more frames will come; waiting consumers wake up and drain."""
+        """No more frames will come: staged frames are committed, then waiting consumers wake
+        up and drain."""
+        if self._writer is not None:
+            with self._stage_cond:
+                self._closing = True
+                self._stage_cond.notify()
+            self._writer.join()
+            if self._writer_error is not None:
+                raise DblinkError(f"the ring's writer failed: {self._writer_error}")
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -143,7 +201,7 @@ class FrameRing:
 
     @property
     def frames_put(self) -> int:
-        """Frames put so far (the next frame's number)."""
+        """Frames committed so far (visible to consumers; the next committed frame's number)."""
         return self._head
 
     # ------------------------------------------------------------------ consumers

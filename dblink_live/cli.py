@@ -626,11 +626,12 @@ HeadlessOpt = Annotated[
     ),
 ]
 DelayOpt = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--delay-maps",
         min=0,
-        help="Trailing delay D: maps of look-ahead before a reconstruction is shown.",
+        help="Trailing delay D: maps of look-ahead before a reconstruction is shown "
+        "(default: config live.delay_maps, 4).",
     ),
 ]
 ReconWeightsOpt = Annotated[
@@ -714,12 +715,14 @@ def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Recording to write.")] = Path(
         "demo.zarr"
     ),
-    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to acquire.")] = 1000,
+    frames: Annotated[
+        int | None, typer.Option("--frames", "-n", min=1, help="Frames to acquire (default 1000).")
+    ] = None,
     fps: Annotated[float, typer.Option(min=0.1, help="Camera frame rate (Hz).")] = 100.0,
     config: ConfigOpt = None,
     seed: Annotated[int | None, typer.Option(help="Simulation seed (default: config).")] = None,
     weights: ReconWeightsOpt = "auto",
-    delay_maps: DelayOpt = 4,
+    delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -738,7 +741,7 @@ def demo(
         raise DblinkError(f"{output} already exists; pass --overwrite or choose another -o")
     pipe = demo_pipeline(
         output,
-        n_frames=frames,
+        n_frames=frames or cfg.live.frames,
         fps=fps,
         config=cfg,
         device=device,
@@ -761,7 +764,7 @@ def replay(
     ] = 1.0,
     config: ConfigOpt = None,
     weights: ReconWeightsOpt = "auto",
-    delay_maps: DelayOpt = 4,
+    delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -798,10 +801,13 @@ def live(
     output: Annotated[Path, typer.Option("--output", "-o", help="Recording to write.")] = Path(
         "live.zarr"
     ),
-    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Frames to acquire.")] = 1000,
+    frames: Annotated[
+        int | None, typer.Option("--frames", "-n", min=1, help="Frames to acquire (default 1000).")
+    ] = None,
     interval_s: Annotated[
-        float, typer.Option(min=0, help="Time between frames (0: as fast as the camera runs).")
-    ] = 0.0,
+        float | None,
+        typer.Option(min=0, help="Time between frames (default 0: as fast as the camera runs)."),
+    ] = None,
     exposure_ms: Annotated[float | None, typer.Option(min=0, help="Camera exposure.")] = None,
     roi: Annotated[
         str | None, typer.Option(help="Camera ROI as x,y,width,height (pixels).")
@@ -820,9 +826,9 @@ def live(
         ),
     ] = False,
     keep_in_micromanager: Annotated[
-        bool,
-        typer.Option(help="Also let Micro-Manager store each frame (off: our recording only)."),
-    ] = True,
+        bool | None,
+        typer.Option(help="Also let Micro-Manager store each frame (default on)."),
+    ] = None,
     pixel_size_nm: PixelOpt = None,
     baseline_adu: BaselineOpt = None,
     e_per_adu: EPerAduOpt = None,
@@ -830,7 +836,7 @@ def live(
     qe: QeOpt = None,
     config: ConfigOpt = None,
     weights: ReconWeightsOpt = "auto",
-    delay_maps: DelayOpt = 4,
+    delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -840,23 +846,29 @@ def live(
 
     Headless: --mm-config and --adapter-path start Micro-Manager's core in this process;
     --connect uses a running Micro-Manager instead. Give the camera calibration (offset, e-/ADU,
-    EM gain, QE) so photon counts are right.
+    EM gain, QE) so photon counts are right. Every option can also come from the config's
+    `live` section (the command line wins).
     """
     from dblink_live.acquire.micromanager import MicroManagerSource
     from dblink_live.pipeline import Pipeline
 
+    cfg = _load(config)
+    lc = cfg.live
+    mm_config = mm_config or (Path(lc.micromanager_config) if lc.micromanager_config else None)
+    adapter_path = adapter_path or (Path(lc.adapter_path) if lc.adapter_path else None)
     if not connect and not (mm_config and adapter_path):
         raise DblinkError(
             "give --mm-config and --adapter-path (headless Micro-Manager) or --connect"
         )
-    roi_t = None
+    roi_t = lc.roi
     if roi:
         try:
-            roi_t = tuple(int(v) for v in roi.split(","))
+            parts = tuple(int(v) for v in roi.split(","))
         except ValueError:
-            roi_t = ()
-        if len(roi_t) != 4:
+            parts = ()
+        if len(parts) != 4:
             raise DblinkError(f"--roi must be x,y,width,height in pixels, got {roi!r}")
+        roi_t = parts  # type: ignore[assignment]
     camera = {
         k: v
         for k, v in dict(
@@ -865,13 +877,15 @@ def live(
         if v is not None
     }
     src = MicroManagerSource(
-        n_frames=frames,
-        interval_s=interval_s,
-        exposure_ms=exposure_ms,
+        n_frames=frames or lc.frames,
+        interval_s=lc.interval_s if interval_s is None else interval_s,
+        exposure_ms=exposure_ms or lc.exposure_ms,
         adapter_path=str(adapter_path) if adapter_path else None,
         config_file=str(mm_config) if mm_config else None,
         headless=not connect,
-        keep_in_micromanager=keep_in_micromanager,
+        keep_in_micromanager=(
+            lc.keep_in_micromanager if keep_in_micromanager is None else keep_in_micromanager
+        ),
         pixel_size_nm=pixel_size_nm,
         camera=camera,
         roi=roi_t,
@@ -879,7 +893,7 @@ def live(
     pipe = Pipeline(
         src,
         output,
-        config=_load(config),
+        config=cfg,
         recon=weights,
         delay_maps=delay_maps,
         device=device,

@@ -40,6 +40,7 @@ __all__ = [
     "EMCCDCameraConfig",
     "FilamentsConfig",
     "GridConfig",
+    "LiveConfig",
     "LocalizationSpaceConfig",
     "LocalizerConfig",
     "LocalizerTrainingConfig",
@@ -517,6 +518,32 @@ class ReconTrainingConfig(_Model):
     checkpoint_every: int = Field(250, ge=1)
 
 
+class LiveConfig(_Model):
+    """Live acquisition and streaming (``live``, ``replay``, ``demo``); command-line options
+    override these."""
+
+    frames: int = Field(1000, ge=1, description="frames to acquire")
+    interval_s: float = Field(0.0, ge=0, description="time between frames (0: camera speed)")
+    exposure_ms: float | None = Field(None, gt=0, description="camera exposure, when set")
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="camera region of interest: x, y, width, height (pixels)"
+    )
+    keep_in_micromanager: bool = Field(
+        True, description="let Micro-Manager store each frame too (off: our recording only)"
+    )
+    micromanager_config: str | None = Field(None, description="hardware config (.cfg), headless")
+    adapter_path: str | None = Field(None, description="Micro-Manager device adapter folder")
+    delay_maps: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="trailing delay D (maps); 4 keeps 99 % of the full-context Jaccard "
+        "(scripts/bench_delay.py)",
+    )
+    ring_seconds: float = Field(4.0, gt=0, le=3600, description="ring buffer length (s of frames)")
+    queue_blocks: int = Field(8, ge=1, le=10_000, description="localized blocks buffered")
+
+
 class RunConfig(_Model):
     """Everything one run needs; stored resolved in every output so it describes itself."""
 
@@ -528,6 +555,7 @@ class RunConfig(_Model):
     localizer_training: LocalizerTrainingConfig = LocalizerTrainingConfig()
     recon_model: ReconModelConfig = ReconModelConfig()
     recon_training: ReconTrainingConfig = ReconTrainingConfig()
+    live: LiveConfig = LiveConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable dict of the resolved config."""

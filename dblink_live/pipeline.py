@@ -51,7 +51,6 @@ from dblink_live.recon.streaming import StreamingReconstructor
 from dblink_live.sim.scene import grid_shape
 
 __all__ = [
-    "DEFAULT_DELAY_MAPS",
     "LiveResults",
     "Pipeline",
     "PipelineState",
@@ -61,8 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Trailing delay D (maps): keeps 99 % of the full-context Jaccard (scripts/bench_delay.py).
-DEFAULT_DELAY_MAPS = 4
 _END = object()
 #: Python thread switch interval while running (the default, 5 ms, delays the hook under load).
 SWITCH_INTERVAL_S = 0.0005
@@ -122,15 +119,15 @@ class Pipeline:
         localization and recording only. Default ``"auto"``: the shipped model for the config's
         structure.
     delay_maps
-        Trailing delay D of the streaming reconstruction.
+        Trailing delay D of the streaming reconstruction (default ``config.live.delay_maps``).
     ring_capacity
-        Frames the ring holds (default: 4 s of frames, at least 256).
+        Frames the ring holds (default: ``config.live.ring_seconds`` of frames, >= 256).
     device
         ``auto``, ``cpu`` or ``cuda[:N]`` for the localizer and the model.
     overwrite
         Replace an existing recording.
     queue_blocks
-        Localized blocks buffered between localizer and reconstruction.
+        Localized blocks buffered between localizer and reconstruction (default from config).
     history_maps
         Count maps kept for :meth:`latest` renders.
     """
@@ -142,22 +139,24 @@ class Pipeline:
         *,
         config: RunConfig | None = None,
         recon: LoadedModel | str | Path | None = "auto",
-        delay_maps: int = DEFAULT_DELAY_MAPS,
+        delay_maps: int | None = None,
         ring_capacity: int | None = None,
         device: str = "auto",
         overwrite: bool = False,
-        queue_blocks: int = 8,
+        queue_blocks: int | None = None,
         history_maps: int = 100,
         localizer: Localizer | None = None,
     ):
-        if delay_maps < 0:
-            raise DblinkError("the delay must be >= 0 maps")
         self.source = source
         self.output = Path(output)
         if self.output.exists() and not overwrite:
             raise DblinkError(f"{self.output} already exists; pass --overwrite to replace it")
         self.config = config or RunConfig()
-        self.delay_maps = int(delay_maps)
+        live = self.config.live
+        self.delay_maps = int(live.delay_maps if delay_maps is None else delay_maps)
+        if self.delay_maps < 0:
+            raise DblinkError("the delay must be >= 0 maps")
+        queue_blocks = live.queue_blocks if queue_blocks is None else queue_blocks
         self.device = device
         self.overwrite = overwrite
         self._ring_capacity = ring_capacity
@@ -367,7 +366,7 @@ class Pipeline:
         else:
             self.model = load_recon_model(recon, self.device)
         w = cfg.grid.window_frames
-        capacity = self._ring_capacity or max(256, round(4.0 / interval))
+        capacity = self._ring_capacity or max(256, round(cfg.live.ring_seconds / interval))
         self.ring = FrameRing(capacity, src.frame_shape, background_writer=True)
         extra = {
             "live": True,
@@ -752,7 +751,7 @@ def demo_pipeline(
     config: RunConfig | None = None,
     device: str = "auto",
     seed: int | None = None,
-    delay_maps: int = DEFAULT_DELAY_MAPS,
+    delay_maps: int | None = None,
     overwrite: bool = False,
     recon: LoadedModel | str | Path | None = "auto",
     **kwargs: Any,

@@ -274,18 +274,26 @@ def test_demo_command_headless_writes_recording_and_summary(tmp_path: Path, caps
 @pytest.mark.timeout(240)
 def test_live_command_on_the_democamera(tmp_path: Path, capsys) -> None:
     from dblink_live.acquire import demo_camera_paths
+    from dblink_live.config import save_config
 
     adapters, mm_cfg = demo_camera_paths()
+    cfg = tmp_path / "scope.yaml"  # acquisition settings from a config, the rest on the line
+    save_config(
+        RunConfig().updated(
+            live={"frames": 20, "roi": [0, 0, 64, 48], "adapter_path": adapters,
+                  "micromanager_config": mm_cfg, "keep_in_micromanager": False}
+        ),
+        cfg,
+    )  # fmt: skip
     out = tmp_path / "live.zarr"
     code = main(
-        [
-            "live", "-n", "20", "--roi", "0,0,64,48", "--exposure-ms", "5",
-            "--adapter-path", adapters, "--mm-config", mm_cfg, "--weights", "none",
-            "--no-keep-in-micromanager", "-o", str(out), "--headless", "-q",
-        ]
+        ["live", "-c", str(cfg), "--exposure-ms", "5", "--weights", "none", "-o", str(out),
+         "--headless", "-q"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr()
     rec = Recording.open(out)
     assert rec.n_frames == 20 and rec.frame_shape == (48, 64)
+    assert rec.config["live"]["roi"] == [0, 0, 64, 48]
     assert (tmp_path / "live_summary.png").exists()
     assert main(["live", "-n", "5", "-o", str(tmp_path / "x.zarr"), "--headless"]) == 2
+    assert main(["live", "-c", str(cfg), "--roi", "1,2,3", "-o", str(tmp_path / "y.zarr")]) == 2

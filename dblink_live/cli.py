@@ -645,6 +645,11 @@ ReconWeightsOpt = Annotated[
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output recording.")]
 
 
+def _with_localizer(cfg, localizer: str | None):  # type: ignore[no-untyped-def]
+    """The config with --localizer applied."""
+    return cfg.model_copy(update={"localizer": _localizer_config(cfg, localizer, None)})
+
+
 def _display_available() -> bool:
     """Whether a window can be shown (a desktop session, or Qt told to draw offscreen)."""
     import os
@@ -721,6 +726,7 @@ def demo(
     fps: Annotated[float, typer.Option(min=0.1, help="Camera frame rate (Hz).")] = 100.0,
     config: ConfigOpt = None,
     seed: Annotated[int | None, typer.Option(help="Simulation seed (default: config).")] = None,
+    localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
@@ -736,7 +742,7 @@ def demo(
     """
     from dblink_live.pipeline import demo_pipeline
 
-    cfg = _load(config)
+    cfg = _with_localizer(_load(config), localizer)
     if output.exists() and not overwrite:
         raise DblinkError(f"{output} already exists; pass --overwrite or choose another -o")
     pipe = demo_pipeline(
@@ -763,6 +769,7 @@ def replay(
         float, typer.Option(min=0, help="Playback speed (2 = twice as fast; 0 = unpaced).")
     ] = 1.0,
     config: ConfigOpt = None,
+    localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
@@ -782,6 +789,7 @@ def replay(
     else:
         stored = Recording.open(input_path).config
         cfg = config_from_dict(stored) if stored else _load(None)
+    cfg = _with_localizer(cfg, localizer)
     base = input_path.with_suffix("")
     output = output or base.with_name(base.name + "_replay.zarr")
     pipe = Pipeline(
@@ -835,6 +843,7 @@ def live(
     em_gain: GainOpt = None,
     qe: QeOpt = None,
     config: ConfigOpt = None,
+    localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
     device: DeviceOpt = "auto",
@@ -852,7 +861,7 @@ def live(
     from dblink_live.acquire.micromanager import MicroManagerSource
     from dblink_live.pipeline import Pipeline
 
-    cfg = _load(config)
+    cfg = _with_localizer(_load(config), localizer)
     lc = cfg.live
     mm_config = mm_config or (Path(lc.micromanager_config) if lc.micromanager_config else None)
     adapter_path = adapter_path or (Path(lc.adapter_path) if lc.adapter_path else None)

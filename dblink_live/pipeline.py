@@ -665,10 +665,14 @@ class Pipeline:
         self._finished.set()
 
     def _write_ground_truth(self) -> None:
-        """Simulated sources: ground-truth emitters and maps for what was recorded."""
+        """Simulated sources: ground-truth emitters and maps for what was recorded (simulated
+        by the virtual microscope, or copied from a replayed simulation)."""
         sim = getattr(self.source, "simulator", None)
         rec = self.recording
-        if sim is None or rec is None or rec.n_frames == 0:
+        if rec is None or rec.n_frames == 0:
+            return
+        if sim is None:
+            self._copy_ground_truth(getattr(self.source, "recording", None))
             return
         emitters = sim.scene.emitters(0, rec.n_frames, fov_only=True)
         rec.append_emitters(emitters)
@@ -684,6 +688,31 @@ class Pipeline:
                 name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm, window_frames=self.window
             )
             rec.append_image(name, data)
+
+    def _copy_ground_truth(self, src: Recording | None) -> None:
+        """Ground truth of a replayed simulated recording, for the frames and maps recorded."""
+        rec = self.recording
+        if src is None or rec is None:
+            return
+        emitters = src.read_emitters()
+        if emitters is not None:
+            rec.append_emitters(emitters.select(np.flatnonzero(emitters.frame < rec.n_frames)))
+        n_maps = rec.n_frames // self.window
+        for name in ("gt/skeleton", "gt/structure"):
+            got = src.read_image(name)
+            if got is None or n_maps == 0:
+                continue
+            data, attrs = got
+            same_grid = abs(float(attrs["bin_nm"]) - self.bin_nm) < 1e-6
+            if not same_grid or int(attrs["window_frames"]) != self.window:
+                log.info("%s not copied: its grid differs from the reconstruction's", name)
+                continue
+            rec.create_image(
+                name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm, window_frames=self.window
+            )
+            rec.append_image(name, data[:n_maps])
+        if emitters is not None:
+            rec.update_meta(simulated=True, replayed_from=str(src.path))
 
     def _write_summary(self) -> None:
         st = self.status()

@@ -297,3 +297,20 @@ def test_live_command_on_the_democamera(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "live_summary.png").exists()
     assert main(["live", "-n", "5", "-o", str(tmp_path / "x.zarr"), "--headless"]) == 2
     assert main(["live", "-c", str(cfg), "--roi", "1,2,3", "-o", str(tmp_path / "y.zarr")]) == 2
+
+
+def test_replay_command_headless_with_the_classic_localizer(
+    small_recording: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "again.zarr"
+    code = main(
+        ["replay", str(small_recording), "--speed", "0", "--localizer", "classic", "-o",
+         str(out), "--headless", "-q"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    rec = Recording.open(out)
+    assert rec.n_frames == 300 and rec.localization_info()["name"] == "classic"
+    assert rec.read_image("reconstruction")[0].shape[0] == 30
+    assert "Jaccard" in capsys.readouterr().out  # the replayed simulation is scored
+    assert len(rec.read_emitters()) == len(Recording.open(small_recording).read_emitters())
+    assert main(["replay", str(tmp_path / "missing.zarr"), "--headless"]) == 2

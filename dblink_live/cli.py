@@ -197,6 +197,17 @@ def info(
             f"W={im['window_frames']}, stride {im['stride_frames']}"
             + (f", model {im['model']}" if im.get("model") else ""),
         )
+    live = s.get("live")
+    if live:
+        lat = (live.get("latency_s") or {}).get("p50")
+        table.add_row(
+            "live run",
+            f"{live['frames_recorded']:,} frames recorded, {live['dropped_frames']} dropped by "
+            f"the live path, {live['recorder_lost']} lost by the recorder, delay D="
+            f"{live['delay_maps']} maps"
+            + (f", latency p50 {lat:.2f} s" if lat is not None else "")
+            + (f"; error: {live['error']}" if live.get("error") else ""),
+        )
     table.add_row("format", f"v{s['format_version']} (dblink_live {s['package_version']})")
     out.print(table)
 

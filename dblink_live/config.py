@@ -482,7 +482,11 @@ _RECON_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class ReconTrainingConfig(_Model):
-    """Training of the ConvBiLSTM on localization-space simulations generated on the fly.
+    """Training of the ConvBiLSTM on simulations generated on the fly.
+
+    Data (``train_data``, ``validation_data``): localization-space sequences (fast, the bulk of
+    training) or camera + localizer sequences (raw frames localized as in use: validation and
+    fine-tuning); see ``dblink_live.recon.data``.
 
     Loss: BCE (``pos_weight``) against the thin ground-truth skeleton + ``temporal_weight`` x
     L1 between consecutive outputs + ``tv_weight`` x total variation + ``confidence_weight`` x
@@ -516,6 +520,18 @@ class ReconTrainingConfig(_Model):
     plateau_patience: int = Field(3, ge=1)
     early_stopping_patience: int = Field(8, ge=1)
     checkpoint_every: int = Field(250, ge=1)
+    train_data: Literal["locspace", "camera"] = Field(
+        "locspace",
+        description="training sequences: locspace (fast localization-space simulation, for bulk "
+        "training) or camera (raw frames simulated with the simulation section's PSF, blinking "
+        "and camera noise, localized by the localizer section's localizer: for fine-tuning)",
+    )
+    validation_data: Literal["locspace", "camera", "both"] = Field(
+        "locspace",
+        description="validation sequences: locspace, camera (camera + localizer, as in use) or "
+        "both (same seeds; the camera loss selects the best weights and drives the learning "
+        "rate and early stopping, the locspace loss is reported beside it)",
+    )
 
 
 class LiveConfig(_Model):

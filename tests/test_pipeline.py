@@ -268,6 +268,9 @@ def test_demo_command_headless_writes_recording_and_summary(tmp_path: Path, caps
     png = tmp_path / "demo_summary.png"
     assert png.stat().st_size > 10_000
     assert main(["demo", "-n", "10", "-o", str(out), "--headless"]) == 2  # exists: refused
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "120 frames recorded, 0 dropped by the live path" in capsys.readouterr().out
 
 
 @pytest.mark.mm

@@ -541,6 +541,7 @@ class Recording:
             "gt_emitters": None if emitters is None else len(emitters["frame"]),
             "localizer": self.localization_info().get("name"),
             "images": {},
+            "live": meta.get("live_summary"),
         }
         for name in self.images():
             arr = self.group[name]

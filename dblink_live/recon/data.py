@@ -8,26 +8,58 @@ changes (the reference code fed raw counts and only worked at W = 10). Offline t
 measured over the whole recording; a streaming caller passes the rate measured so far. In
 training the rate is the configured density times the detected fraction of the sequence (a
 small tile's own count would be far too noisy).
+
+Two kinds of simulated training sequence, both generated on the fly and returned in the same
+form (normalized maps, ground truth), so the trainer can use either (``DataMode``):
+
+* ``"locspace"`` (:func:`training_sequence`): the fast localization-space simulator (no
+  camera); the bulk of training.
+* ``"camera"`` (:func:`camera_sequence`): raw camera frames of the tile simulated with
+  :class:`~dblink_live.sim.movie.MovieSimulator` (PSF, blinking, EMCCD/sCMOS noise from the
+  ``simulation`` section) and localized by the configured localizer (the shipped CNN by
+  default): what the reconstruction sees in use; for validation and fine-tuning.
+
+With the same seed both modes simulate the same scene (structure, motion, blinks), so they
+have identical ground truth and differ only in how the localizations were made. Their
+normalizations agree: the rate is the configured density times the localizations per true
+lit emitter observed in the sequence (in ``"locspace"``: the detected fraction plus the
+configured false-positive rate, which is the same quantity in expectation).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
 
 from dblink_live.config import RunConfig
+from dblink_live.errors import DblinkError
 from dblink_live.localizations import Localizations, count_maps
+from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.sim.locspace import simulate_localizations
+from dblink_live.sim.movie import MovieSimulator
 
 __all__ = [
+    "DATA_MODES",
     "NORM_FACTOR",
+    "DataMode",
+    "camera_sequence",
     "count_maps_torch",
+    "make_sequence",
     "map_scale",
     "normalize_maps",
     "training_sequence",
 ]
+
+#: How a training sequence is simulated (see the module docstring).
+DataMode = Literal["locspace", "camera"]
+DATA_MODES: tuple[str, ...] = ("locspace", "camera")
+
+#: Detected fraction assumed when a sequence holds too few true emitters to measure it.
+_FALLBACK_DETECTED = 0.9
+_MIN_EMITTERS = 20
 
 #: A bin holding NORM_FACTOR x the even-spread expectation gets the value 1.
 NORM_FACTOR = 100.0
@@ -57,6 +89,27 @@ def normalize_maps(counts: np.ndarray | torch.Tensor, scale: float) -> torch.Ten
     )
 
 
+def _tile_config(
+    config: RunConfig, tile_bins: int, window_frames: int, density_per_um2: float
+) -> RunConfig:
+    """The config of one training sequence: a camera field just covering the tile."""
+    px = config.simulation.camera.pixel_size_nm
+    size_px = math.ceil(tile_bins * config.grid.bin_nm / px)
+    return config.updated(
+        simulation={
+            "camera": {"width_px": size_px, "height_px": size_px},
+            "photophysics": {"density_per_um2": density_per_um2, "duty_cycle": None},
+        },
+        grid={"window_frames": window_frames},
+    )
+
+
+def _truth(skeleton: np.ndarray, structure: np.ndarray, tile_bins: int, target: str) -> np.ndarray:
+    if target == "structure":
+        return (structure[:, :tile_bins, :tile_bins] > 0.5).astype(np.float32)
+    return skeleton[:, :tile_bins, :tile_bins].astype(np.float32)
+
+
 def training_sequence(
     config: RunConfig,
     seed: int,
@@ -66,7 +119,21 @@ def training_sequence(
     density_per_um2: float,
     target: str = "skeleton",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One simulated training sequence in localization space.
+    """One simulated training sequence in localization space (``"locspace"`` mode).
+
+    Parameters
+    ----------
+    config
+        Run config (``simulation`` and ``grid`` sections); the camera is resized to a field of
+        ``ceil(tile_bins x bin_nm / pixel_size_nm)`` pixels.
+    seed
+        Scene seed (the same seed gives the same scene as :func:`camera_sequence`).
+    tile_bins, n_maps, window_frames
+        Tile side (bins), number of maps and raw frames per map W.
+    density_per_um2
+        Lit emitters per um^2 per frame.
+    target
+        ``"skeleton"`` or ``"structure"``.
 
     Returns
     -------
@@ -75,26 +142,96 @@ def training_sequence(
         than half of a bin (``target="structure"``)
     """
     bin_nm = config.grid.bin_nm
-    px = config.simulation.camera.pixel_size_nm
-    size_px = math.ceil(tile_bins * bin_nm / px)
-    cfg = config.updated(
-        simulation={
-            "camera": {"width_px": size_px, "height_px": size_px},
-            "photophysics": {"density_per_um2": density_per_um2, "duty_cycle": None},
-        },
-        grid={"window_frames": window_frames},
-    )
+    cfg = _tile_config(config, tile_bins, window_frames, density_per_um2)
     seq = simulate_localizations(cfg, n_frames=n_maps * window_frames, seed=seed)
     counts = count_maps(seq.localizations, bin_nm, (tile_bins, tile_bins), window_frames, n_maps)
-    if target == "structure":
-        truth = (seq.gt_structure[:, :tile_bins, :tile_bins] > 0.5).astype(np.float32)
-    else:
-        truth = seq.gt_skeleton[:, :tile_bins, :tile_bins].astype(np.float32)
+    truth = _truth(seq.gt_skeleton, seq.gt_structure, tile_bins, target)
     n_true = int(seq.is_true.sum())
-    detected = n_true / len(seq.emitters) if len(seq.emitters) >= 20 else 0.9
+    detected = (
+        n_true / len(seq.emitters) if len(seq.emitters) >= _MIN_EMITTERS else _FALLBACK_DETECTED
+    )
     ls = cfg.simulation.localization_space
     rate = density_per_um2 * detected + ls.false_positives_per_um2
     return (counts / map_scale(rate, window_frames, bin_nm)).astype(np.float32), truth
+
+
+def camera_sequence(
+    config: RunConfig,
+    seed: int,
+    tile_bins: int,
+    n_maps: int,
+    window_frames: int,
+    density_per_um2: float,
+    target: str = "skeleton",
+    localizer: Localizer | None = None,
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """One simulated training sequence through camera and localizer (``"camera"`` mode).
+
+    Raw frames of a field just covering the tile (``ceil(tile_bins x bin_nm / pixel_size_nm)``
+    pixels square) are simulated with :class:`~dblink_live.sim.movie.MovieSimulator` (the
+    config's structure, motion, blinking, PSF and EMCCD/sCMOS camera), localized with
+    ``localizer`` (default: ``make_localizer(config.localizer, device)``, the shipped CNN unless
+    the config names another) using the simulated camera's calibration, and binned. The rate in
+    the normalization is ``density_per_um2 x`` (localizations / true lit emitters) of the
+    sequence, the camera-mode counterpart of :func:`training_sequence`'s.
+
+    Parameters
+    ----------
+    config, seed, tile_bins, n_maps, window_frames, density_per_um2, target
+        As in :func:`training_sequence`; the same arguments simulate the same scene, so the
+        ground truth is identical.
+    localizer
+        A localizer to reuse (building one loads its checkpoint; pass one when making many
+        sequences).
+    device
+        Device of the localizer built when ``localizer`` is None.
+
+    Returns
+    -------
+    maps : (n_maps, tile, tile) float32 normalized counts
+    truth : (n_maps, tile, tile) float32 0/1, as in :func:`training_sequence`
+    """
+    bin_nm = config.grid.bin_nm
+    cfg = _tile_config(config, tile_bins, window_frames, density_per_um2)
+    sim = MovieSimulator(cfg, n_frames=n_maps * window_frames, seed=seed)
+    raw, emitters = sim.frames(0, sim.n_frames)
+    if localizer is None:
+        localizer = make_localizer(cfg.localizer, device)
+    calibration = CameraCalibration.from_camera(sim.metadata()["camera"])
+    locs = localizer.localize(raw, calibration, first_frame=0)
+    counts = count_maps(locs, bin_nm, (tile_bins, tile_bins), window_frames, n_maps)
+    _, skeleton, structure = sim.ground_truth_maps(0, n_maps)
+    truth = _truth(skeleton, structure, tile_bins, target)
+    per_emitter = (
+        len(locs) / len(emitters) if len(emitters) >= _MIN_EMITTERS else _FALLBACK_DETECTED
+    )
+    rate = density_per_um2 * per_emitter
+    return (counts / map_scale(rate, window_frames, bin_nm)).astype(np.float32), truth
+
+
+def make_sequence(
+    mode: str,
+    config: RunConfig,
+    seed: int,
+    tile_bins: int,
+    n_maps: int,
+    window_frames: int,
+    density_per_um2: float,
+    target: str = "skeleton",
+    localizer: Localizer | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`training_sequence` (``mode="locspace"``) or :func:`camera_sequence` (``"camera"``).
+
+    ``localizer`` is used by the camera mode only. Returns (maps, truth), each
+    (n_maps, tile, tile) float32.
+    """
+    args = (config, seed, tile_bins, n_maps, window_frames, density_per_um2, target)
+    if mode == "locspace":
+        return training_sequence(*args)
+    if mode == "camera":
+        return camera_sequence(*args, localizer=localizer)
+    raise DblinkError(f"unknown training data mode {mode!r}: use one of {', '.join(DATA_MODES)}")
 
 
 def localization_maps(

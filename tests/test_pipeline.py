@@ -317,3 +317,38 @@ def test_replay_command_headless_with_the_classic_localizer(
     assert "Jaccard" in capsys.readouterr().out  # the replayed simulation is scored
     assert len(rec.read_emitters()) == len(Recording.open(small_recording).read_emitters())
     assert main(["replay", str(tmp_path / "missing.zarr"), "--headless"]) == 2
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    from dblink_live.config import save_config
+
+    cfg = tmp_path / "small.yaml"
+    save_config(_small(5000), cfg)
+    out = tmp_path / "interrupted.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dblink_live.cli", "demo", "-n", "5000", "-c", str(cfg), "-o",
+         str(out), "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if Recording.open(out).n_frames >= 100:
+                    break
+            except DblinkError:
+                pass
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stopping and draining" in stderr and "recorded" in stdout
+    rec = Recording.open(out)
+    assert 100 <= rec.n_frames < 5000
+    assert rec.meta["live_summary"]["frames_recorded"] == rec.n_frames
+    assert rec.read_image("reconstruction")[0].shape[0] == rec.n_frames // 10
+    assert (tmp_path / "interrupted_summary.png").exists()

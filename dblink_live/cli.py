@@ -466,6 +466,14 @@ def train(
     config: ConfigOpt = None,
     steps: StepsOpt = None,
     resume: ResumeOpt = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WEIGHTS",
+            help="Fine-tune: start from these weights (recon_filaments, recon_mitochondria or a "
+            ".pt; same architecture) with a fresh optimizer, counting steps from 0.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -473,8 +481,9 @@ def train(
     """Train the ConvBiLSTM reconstruction model on simulated localization sequences.
 
     Uses the config's simulation (structure, motion, photophysics), grid (bin_nm, W),
-    recon_model and recon_training sections. Under `torchrun --nproc_per_node N` it trains with
-    DistributedDataParallel (one process per GPU, or gloo on CPUs).
+    recon_model and recon_training sections (train_data / validation_data: locspace, or camera
+    frames localized by the config's localizer). Under `torchrun --nproc_per_node N` it trains
+    with DistributedDataParallel (one process per GPU, or gloo on CPUs).
     """
     import os
 
@@ -489,6 +498,7 @@ def train(
             output,
             device=device,
             resume=resume,
+            init=init,
             threads=threads,
             progress=lambda done, total, parts: update(done, total),
         )

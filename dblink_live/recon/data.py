@@ -29,7 +29,7 @@ configured false-positive rate, which is the same quantity in expectation).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -104,6 +104,12 @@ def _tile_config(
     )
 
 
+def _facts(n_locs: int, n_emitters: int, rate: float) -> dict[str, Any]:
+    """``localizations`` (in the field), ``true_emitters`` (lit emitter-frames in the field) and
+    ``rate_per_um2_frame`` (the normalization's rate)."""
+    return {"localizations": n_locs, "true_emitters": n_emitters, "rate_per_um2_frame": rate}
+
+
 def _truth(skeleton: np.ndarray, structure: np.ndarray, tile_bins: int, target: str) -> np.ndarray:
     if target == "structure":
         return (structure[:, :tile_bins, :tile_bins] > 0.5).astype(np.float32)
@@ -118,6 +124,7 @@ def training_sequence(
     window_frames: int,
     density_per_um2: float,
     target: str = "skeleton",
+    info: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One simulated training sequence in localization space (``"locspace"`` mode).
 
@@ -134,6 +141,9 @@ def training_sequence(
         Lit emitters per um^2 per frame.
     target
         ``"skeleton"`` or ``"structure"``.
+    info
+        If given, filled with ``localizations`` (in the simulated field), ``true_emitters``
+        (lit emitter-frames in the field) and ``rate_per_um2_frame`` (the normalization's rate).
 
     Returns
     -------
@@ -152,6 +162,8 @@ def training_sequence(
     )
     ls = cfg.simulation.localization_space
     rate = density_per_um2 * detected + ls.false_positives_per_um2
+    if info is not None:
+        info.update(_facts(len(seq.localizations), len(seq.emitters), rate))
     return (counts / map_scale(rate, window_frames, bin_nm)).astype(np.float32), truth
 
 
@@ -165,6 +177,7 @@ def camera_sequence(
     target: str = "skeleton",
     localizer: Localizer | None = None,
     device: str = "auto",
+    info: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One simulated training sequence through camera and localizer (``"camera"`` mode).
 
@@ -186,6 +199,8 @@ def camera_sequence(
         sequences).
     device
         Device of the localizer built when ``localizer`` is None.
+    info
+        As in :func:`training_sequence`.
 
     Returns
     -------
@@ -207,6 +222,8 @@ def camera_sequence(
         len(locs) / len(emitters) if len(emitters) >= _MIN_EMITTERS else _FALLBACK_DETECTED
     )
     rate = density_per_um2 * per_emitter
+    if info is not None:
+        info.update(_facts(len(locs), len(emitters), rate))
     return (counts / map_scale(rate, window_frames, bin_nm)).astype(np.float32), truth
 
 
@@ -220,6 +237,7 @@ def make_sequence(
     density_per_um2: float,
     target: str = "skeleton",
     localizer: Localizer | None = None,
+    info: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`training_sequence` (``mode="locspace"``) or :func:`camera_sequence` (``"camera"``).
 
@@ -228,9 +246,9 @@ def make_sequence(
     """
     args = (config, seed, tile_bins, n_maps, window_frames, density_per_um2, target)
     if mode == "locspace":
-        return training_sequence(*args)
+        return training_sequence(*args, info=info)
     if mode == "camera":
-        return camera_sequence(*args, localizer=localizer)
+        return camera_sequence(*args, localizer=localizer, info=info)
     raise DblinkError(f"unknown training data mode {mode!r}: use one of {', '.join(DATA_MODES)}")
 
 

@@ -1,4 +1,4 @@
-"""Training of the ConvBiLSTM on simulated localization sequences generated on the fly.
+"""Training of the ConvBiLSTM on simulated sequences generated on the fly.
 
 Recipe (DBlink's, with the loss the reconstruction issue measured to work on thin structures):
 Adam (betas 0.99, 0.999), ReduceLROnPlateau on the validation loss, early stopping, a fixed
@@ -7,6 +7,15 @@ against the thin ground-truth skeleton, ``temporal_weight`` x L1 between consecu
 ``tv_weight`` x total variation, and ``confidence_weight`` x BCE of the confidence head against
 "the thresholded output is right at this pixel" (:func:`confidence_target`: a predicted pixel is
 right within 1 bin of the truth, so the confidence ranks hallucinations as they are scored).
+
+Data (``recon_training.train_data`` / ``validation_data``): localization-space sequences (fast;
+bulk training) or camera + localizer sequences (raw frames simulated and localized as in use;
+validation and fine-tuning), see :mod:`dblink_live.recon.data`. The validation set is fixed by
+``recon_training.seed``; in ``"both"`` the two kinds share their seeds (same scenes, same truth).
+
+Fine-tuning: ``train_recon(..., init=WEIGHTS)`` starts from another checkpoint's (best) weights
+with this config, a fresh optimizer and scheduler and the step count at 0; the init weights are
+validated first and kept as the best weights until training beats them.
 
 Multi-GPU / multi-process: launched with ``torchrun``, each process trains on its own simulated
 data under DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 validates and writes.
@@ -28,31 +37,124 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from dblink_live import __version__
-from dblink_live.config import RunConfig
+from dblink_live.checkpoints import file_sha256, read_checkpoint
+from dblink_live.config import ReconModelConfig, RunConfig
+from dblink_live.errors import DblinkError
+from dblink_live.localize import Localizer, make_localizer
 from dblink_live.localize.base import resolve_device
-from dblink_live.recon.data import NORM_FACTOR, training_sequence
+from dblink_live.recon.data import NORM_FACTOR, make_sequence
 from dblink_live.recon.model import ConvBiLSTM
 
-__all__ = ["CHECKPOINT_FORMAT", "recon_loss", "sample_batch", "train_recon"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "draw_sequences",
+    "load_init_weights",
+    "recon_loss",
+    "sample_batch",
+    "train_recon",
+    "validation_batches",
+    "validation_draws",
+    "validation_modes",
+]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "dblink-live-recon"
 CHECKPOINT_VERSION = 1
 
 
-def sample_batch(config: RunConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(maps (B, T, 1, Y, X), skeleton (B, T, Y, X)) drawn with the training ranges."""
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def draw_sequences(config: RunConfig, rng: np.random.Generator) -> list[tuple[int, int, float]]:
+    """(scene seed, W, density per um^2) of each sequence of one batch (``batch_size`` of them),
+    drawn with the training ranges of ``config.recon_training``."""
     t = config.recon_training
-    maps, gts = [], []
+    params = []
     for _ in range(t.batch_size):
         w = int(rng.integers(t.window_frames[0], t.window_frames[1] + 1))
         density = float(rng.uniform(*t.density_per_um2))
-        m, g = training_sequence(
-            config, int(rng.integers(1 << 62)), t.tile_bins, t.sequence_maps, w, density, t.target
+        params.append((int(rng.integers(1 << 62)), w, density))
+    return params
+
+
+def _batch(
+    config: RunConfig,
+    params: list[tuple[int, int, float]],
+    mode: str,
+    localizer: Localizer | None,
+) -> Batch:
+    t = config.recon_training
+    maps, gts = [], []
+    for seed, w, density in params:
+        m, g = make_sequence(
+            mode, config, seed, t.tile_bins, t.sequence_maps, w, density, t.target, localizer
         )
         maps.append(m)
         gts.append(g)
     return torch.from_numpy(np.stack(maps))[:, :, None], torch.from_numpy(np.stack(gts))
+
+
+def sample_batch(
+    config: RunConfig,
+    rng: np.random.Generator,
+    mode: str = "locspace",
+    localizer: Localizer | None = None,
+) -> Batch:
+    """One batch drawn with the training ranges (W, density) of ``config.recon_training``.
+
+    Parameters
+    ----------
+    config
+        Run config.
+    rng
+        Draws the sequences' seeds, windows and densities (the same draws in either mode).
+    mode
+        ``"locspace"`` or ``"camera"`` (see :mod:`dblink_live.recon.data`).
+    localizer
+        Camera mode: the localizer to use (built from ``config.localizer`` when None).
+
+    Returns
+    -------
+    maps : (B, T, 1, Y, X) float32 normalized counts
+    truth : (B, T, Y, X) float32 0/1
+    """
+    if mode == "camera" and localizer is None:
+        localizer = make_localizer(config.localizer, "cpu")
+    return _batch(config, draw_sequences(config, rng), mode, localizer)
+
+
+def validation_modes(config: RunConfig) -> list[str]:
+    """The kinds of validation data a config asks for, the one that drives training first."""
+    v = config.recon_training.validation_data
+    return ["camera", "locspace"] if v == "both" else [v]
+
+
+def validation_batches(
+    config: RunConfig, modes: list[str] | None = None, localizer: Localizer | None = None
+) -> dict[str, list[Batch]]:
+    """The fixed validation set of a config, per kind of data.
+
+    The sequences of :func:`validation_draws`: every kind gets the same seeds, windows and
+    densities, so the kinds share their scenes and ground truth. ``modes`` defaults to
+    :func:`validation_modes`. Returns ``{mode: [(maps (B, T, 1, Y, X), truth (B, T, Y, X))]}``.
+    """
+    modes = modes if modes is not None else validation_modes(config)
+    if "camera" in modes and localizer is None:
+        localizer = make_localizer(config.localizer, "cpu")
+    params = validation_draws(config)
+    return {mode: [_batch(config, p, mode, localizer) for p in params] for mode in modes}
+
+
+def validation_draws(config: RunConfig) -> list[list[tuple[int, int, float]]]:
+    """(scene seed, W, density) of every validation sequence, batch by batch.
+
+    ``max(1, validation_sequences // batch_size)`` batches drawn from ``recon_training.seed``
+    (the same whatever the kind of data).
+    """
+    t = config.recon_training
+    rng = np.random.default_rng([t.seed, 99])
+    n_batches = max(1, t.validation_sequences // t.batch_size)
+    return [draw_sequences(config, rng) for _ in range(n_batches)]
 
 
 def recon_loss(
@@ -113,8 +215,12 @@ def make_checkpoint(
     scheduler,
     metrics: dict[str, Any],
     best_state: dict | None = None,
+    init: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to rebuild the model, run it on the right grid, and resume."""
+    """Everything needed to rebuild the model, run it on the right grid, and resume.
+
+    ``init`` names the checkpoint a fine-tuning run started from (path, sha256, step).
+    """
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -132,7 +238,91 @@ def make_checkpoint(
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         "metrics": metrics,
+        "init": init,
     }
+
+
+def load_init_weights(
+    weights: str | Path, config: RunConfig, device: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights to fine-tune from: the best weights of a reconstruction checkpoint.
+
+    Parameters
+    ----------
+    weights
+        A shipped name (``recon_filaments``, ``recon_mitochondria``) or a ``.pt`` path.
+    config
+        The new run's config; its ``recon_model`` must describe the same architecture.
+    device
+        Where the tensors are loaded.
+
+    Returns
+    -------
+    state : the model state dict (``best_model_state`` when present, else ``model_state``)
+    info : ``{"path", "name", "sha256", "step", "grid", "structure"}`` of the checkpoint
+
+    Raises
+    ------
+    DblinkError
+        if the checkpoint is missing or not a reconstruction checkpoint, or its architecture
+        differs from ``config.recon_model``.
+    """
+    from dblink_live.recon.inference import resolve_recon_weights  # imports this module
+
+    path = resolve_recon_weights(weights)
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "reconstruction", device)
+    try:
+        theirs = ReconModelConfig(**ckpt["architecture"]).model_dump()
+    except Exception as exc:  # a hand-edited or foreign architecture block
+        raise DblinkError(f"{path} has an unreadable architecture: {exc}") from None
+    ours = config.recon_model.model_dump()
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        diffs = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} in the config" for k in differ)
+        raise DblinkError(
+            f"cannot fine-tune from {path}: its architecture differs from the config's "
+            f"recon_model ({diffs}); set recon_model to the checkpoint's "
+            f"(preset: {theirs.get('preset')}) or train from scratch without --init"
+        )
+    grid = ckpt.get("grid", {})
+    if grid and (
+        float(grid.get("bin_nm", config.grid.bin_nm)) != config.grid.bin_nm
+        or int(grid.get("window_frames", config.grid.window_frames)) != config.grid.window_frames
+    ):
+        log.warning(
+            "fine-tuning %s (trained on bins of %s nm, W=%s) on bins of %s nm, W=%s",
+            path.name,
+            grid.get("bin_nm"),
+            grid.get("window_frames"),
+            config.grid.bin_nm,
+            config.grid.window_frames,
+        )
+    state = ckpt.get("best_model_state") or ckpt["model_state"]
+    info = {
+        "path": str(path),
+        "name": path.stem,
+        "sha256": file_sha256(path),
+        "step": int(ckpt.get("step", 0)),
+        "grid": grid,
+        "structure": ckpt.get("structure"),
+    }
+    return state, info
+
+
+def _validate(
+    model: ConvBiLSTM, val: dict[str, list[Batch]], config: RunConfig, dev: torch.device
+) -> dict[str, float]:
+    """Mean validation loss per kind of data."""
+    model.eval()
+    with torch.no_grad():
+        return {
+            mode: float(
+                np.mean(
+                    [recon_loss(model, m.to(dev), g.to(dev), config)[0].item() for m, g in batches]
+                )
+            )
+            for mode, batches in val.items()
+        }
 
 
 def train_recon(
@@ -141,10 +331,41 @@ def train_recon(
     *,
     device: str = "auto",
     resume: str | Path | None = None,
+    init: str | Path | None = None,
     threads: int | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> Path:
-    """Train (or resume) a ConvBiLSTM; returns the checkpoint path (rewritten regularly)."""
+    """Train, resume or fine-tune a ConvBiLSTM; returns the checkpoint path.
+
+    Parameters
+    ----------
+    config
+        Run config (``simulation``, ``grid``, ``localizer`` for camera-mode data,
+        ``recon_model``, ``recon_training``).
+    output
+        Checkpoint written every ``checkpoint_every`` steps, at the end and on early stopping.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (under torchrun: one GPU per process).
+    resume
+        Continue an interrupted run from its checkpoint (same config).
+    init
+        Fine-tune: start from this checkpoint's best weights (a shipped name or a ``.pt``) with
+        a fresh optimizer and scheduler and the step count at 0. Its architecture must match
+        ``config.recon_model``. Not together with ``resume``.
+    threads
+        CPU threads for torch.
+    progress
+        ``progress(step, steps, loss parts)`` after every step (rank 0).
+
+    Raises
+    ------
+    DblinkError
+        on ``init`` together with ``resume``, or an ``init`` checkpoint that cannot be used.
+    """
+    if init is not None and resume is not None:
+        raise DblinkError(
+            "give either --init (fine-tune from weights, new run) or --resume (continue a run)"
+        )
     rank, world = _distributed()
     if threads:
         torch.set_num_threads(threads)
@@ -155,10 +376,16 @@ def train_recon(
     t = config.recon_training
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = ConvBiLSTM(**config.recon_model.model_dump()).to(dev)
+    init_info: dict[str, Any] | None = None
+    if init is not None:
+        state, init_info = load_init_weights(init, config, dev)
+        model.load_state_dict(state)
+        log.info("fine-tuning from %s (step %d)", init_info["path"], init_info["step"])
     opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=tuple(t.betas))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=t.plateau_patience)
     step, best, bad = 0, math.inf, 0
     best_state: dict | None = None
+    init_metrics: dict[str, Any] = {}  # validation of the init weights (fine-tuning)
     output = Path(output)
     if resume is not None:
         ckpt = torch.load(resume, map_location=dev, weights_only=False)
@@ -170,22 +397,40 @@ def train_recon(
         best = float(ckpt["metrics"].get("best_validation", math.inf))
         bad = int(ckpt["metrics"].get("epochs_without_improvement", 0))
         best_state = ckpt.get("best_model_state")
+        init_info = ckpt.get("init")
+        init_metrics = {k: v for k, v in ckpt["metrics"].items() if k.startswith("init_valid")}
         log.info("resumed from %s at step %d", resume, step)
     train_model: torch.nn.Module = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    val_rng = np.random.default_rng([t.seed, 99])
-    n_val_batches = max(1, t.validation_sequences // t.batch_size)
-    val = [sample_batch(config, val_rng) for _ in range(n_val_batches)] if rank == 0 else []
+    modes = validation_modes(config)
+    need_localizer = t.train_data == "camera" or (rank == 0 and "camera" in modes)
+    localizer = make_localizer(config.localizer, str(dev)) if need_localizer else None
+    val = validation_batches(config, modes, localizer) if rank == 0 else {}
     rng = np.random.default_rng([t.seed, rank, step])
     metrics: dict[str, Any] = {"best_validation": best, "epochs_without_improvement": bad}
+    if init is not None:
+        v0 = torch.zeros(1, device=dev, dtype=torch.float64)
+        if rank == 0:
+            losses0 = _validate(model, val, config, dev)
+            v0[0] = losses0[modes[0]]
+            init_metrics = {
+                "init_validation_loss": losses0[modes[0]],
+                "init_validation_losses": losses0,
+            }
+            log.info("validation of the init weights: %s", losses0)
+        if world > 1:
+            dist.broadcast(v0, 0)
+        best = float(v0[0])
+        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        metrics = {"best_validation": best, "epochs_without_improvement": 0, **init_metrics}
     t0 = time.perf_counter()
     stop = False
     while step < t.steps and not stop:
         train_model.train()
-        maps, gt = sample_batch(config, rng)
+        maps, gt = sample_batch(config, rng, t.train_data, localizer)
         loss, parts = recon_loss(train_model, maps.to(dev), gt.to(dev), config)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,18 +441,11 @@ def train_recon(
             progress(step, t.steps, parts)
         last = step == t.steps
         if step % t.validate_every == 0 or last:
-            v = torch.zeros(1, device=dev)
+            v = torch.zeros(1, device=dev, dtype=torch.float64)
+            losses: dict[str, float] = {}
             if rank == 0:
-                model.eval()
-                with torch.no_grad():
-                    v[0] = float(
-                        np.mean(
-                            [
-                                recon_loss(model, m.to(dev), g.to(dev), config)[0].item()
-                                for m, g in val
-                            ]
-                        )
-                    )
+                losses = _validate(model, val, config, dev)
+                v[0] = losses[modes[0]]
             if world > 1:
                 dist.broadcast(v, 0)
             vloss = float(v[0])
@@ -220,24 +458,29 @@ def train_recon(
             stop = bad >= t.early_stopping_patience
             metrics = {
                 "validation_loss": vloss,
+                "validation_data": modes[0],
+                "validation_losses": losses,
                 "best_validation": best,
                 "epochs_without_improvement": bad,
                 "train": parts,
+                "train_data": t.train_data,
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
                 "early_stopped": stop,
                 "world_size": world,
+                **init_metrics,
             }
             if rank == 0:
                 log.info(
-                    "step %d: validation %.4f (best %.4f, lr %.1e)",
+                    "step %d: validation %.4f %s (best %.4f, lr %.1e)",
                     step,
                     vloss,
+                    losses,
                     best,
                     opt.param_groups[0]["lr"],
                 )
         if rank == 0 and (step % t.checkpoint_every == 0 or last or stop):
-            ckpt = make_checkpoint(model, config, step, opt, sched, metrics, best_state)
+            ckpt = make_checkpoint(model, config, step, opt, sched, metrics, best_state, init_info)
             tmp = output.with_suffix(".tmp")
             torch.save(ckpt, tmp)
             tmp.replace(output)

@@ -558,6 +558,11 @@ class LiveConfig(_Model):
     )
     ring_seconds: float = Field(4.0, gt=0, le=3600, description="ring buffer length (s of frames)")
     queue_blocks: int = Field(8, ge=1, le=10_000, description="localized blocks buffered")
+    recon_worker: Literal["auto", "thread", "process"] = Field(
+        "auto",
+        description="where the streaming reconstruction runs: a child process (auto on CPU: "
+        "it then does not compete with the acquisition threads for the GIL) or a thread",
+    )
 
 
 class RunConfig(_Model):

@@ -24,6 +24,7 @@ source, drains what is buffered and closes the recording.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dblink_live import __version__
 from dblink_live.config import RunConfig
@@ -47,7 +49,7 @@ from dblink_live.localize import CameraCalibration, CNNLocalizer, Localizer, mak
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.data import map_scale
 from dblink_live.recon.inference import LoadedModel, load_recon_model
-from dblink_live.recon.streaming import StreamingReconstructor
+from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
 from dblink_live.sim.scene import grid_shape
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Pipeline",
     "PipelineState",
     "PipelineStatus",
+    "auto_recon_weights",
     "demo_pipeline",
 ]
 
@@ -62,7 +65,11 @@ log = logging.getLogger(__name__)
 
 _END = object()
 #: Python thread switch interval while running (the default, 5 ms, delays the hook under load).
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.0002
+#: Reconstructions are appended this many at a time (the chunk length: whole-chunk writes).
+OUTPUT_BLOCK = 8
+#: Localizations are appended to the recording at most this often (s).
+LOC_WRITE_S = 0.5
 
 
 class _Rate:
@@ -221,6 +228,10 @@ class Pipeline:
         # hand the GIL around more often, so the acquisition hook never waits long for it
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
+        # on a CPU, leave a core to the reconstruction's child process
+        self._torch_threads = torch.get_num_threads()
+        if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
+            torch.set_num_threads(max(1, min(self._torch_threads, (os.cpu_count() or 2) - 1)))
         self._set_state(PipelineState.RUNNING)
         for target, name in (
             (self._localize_loop, "localizer"),
@@ -358,7 +369,7 @@ class Pipeline:
         self.localizer = self._localizer_arg or make_localizer(cfg.localizer, self.device)
         recon = self._recon_arg
         if isinstance(recon, str) and recon == "auto":
-            recon = f"recon_{cfg.simulation.structure.kind}"
+            recon = auto_recon_weights(cfg.simulation.structure.kind)
         if isinstance(recon, str) and recon.lower() == "none":
             recon = None
         if recon is None or isinstance(recon, LoadedModel):
@@ -409,8 +420,17 @@ class Pipeline:
                     model=self.model.describe(),
                     delay_maps=self.delay_maps,
                     mode="live",
+                    chunk_maps=OUTPUT_BLOCK,
                 )
-            self.streamer = StreamingReconstructor(self.model.model, self.delay_maps)
+            mode = cfg.live.recon_worker
+            if mode == "auto":
+                mode = "process" if self.model.device.type == "cpu" else "thread"
+            if mode == "process":
+                self.streamer = ProcessStreamingReconstructor(
+                    self.model.model, self.delay_maps, threads=1
+                )
+            else:
+                self.streamer = StreamingReconstructor(self.model.model, self.delay_maps)
         else:
             self.bin_nm = cfg.grid.bin_nm
             fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
@@ -469,6 +489,15 @@ class Pipeline:
         before: np.ndarray | None = None
         lost_pending: list[tuple[int, int]] = []
 
+        pending_locs: list[Localizations] = []
+        last_write = [time.monotonic()]
+
+        def write_locs() -> None:  # batched: a zarr append per column costs milliseconds
+            if pending_locs:
+                self.recording.append_localizations(Localizations.concatenate(pending_locs))
+                pending_locs.clear()
+            last_write[0] = time.monotonic()
+
         def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
             nonlocal before, lost_pending
             t_start = time.perf_counter()
@@ -482,7 +511,9 @@ class Pipeline:
                 before = frames[-1:]
             else:
                 locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
-            self.recording.append_localizations(locs)
+            pending_locs.append(locs)
+            if time.monotonic() - last_write[0] > LOC_WRITE_S:
+                write_locs()
             self._busy["localizer"] += time.perf_counter() - t_start
             self._frames_localized += len(frames)
             self._loc_rate.add(len(frames))
@@ -519,6 +550,7 @@ class Pipeline:
                 emit(first, frames, arrival, None)
         if held is not None and not self._abort.is_set():
             emit(held[0], held[1][None], [held[2]], None)
+        write_locs()
         self._put(_END)
 
     def _put(self, item: object) -> None:
@@ -558,8 +590,7 @@ class Pipeline:
                 return
             area = self._area_um2()
             rate = total_locs / max(total_frames, 1) / area
-            out = self.streamer.push(counts / map_scale(rate, w, self.bin_nm))
-            if out is not None:
+            for out in self._push_map(counts / map_scale(rate, w, self.bin_nm)):
                 deliver(out, arrival_end.pop(out[0], None))
 
         def deliver(out: tuple[int, np.ndarray, np.ndarray | None], t_arr: float | None) -> None:
@@ -580,7 +611,7 @@ class Pipeline:
                     confidence=conf,
                     output_first_frame=idx * w,
                 )
-            if len(pending_out) >= 8 or time.monotonic() - last_flush > 1.0:
+            if len(pending_out) >= OUTPUT_BLOCK or time.monotonic() - last_flush > 1.0:
                 flush()
 
         def flush() -> None:
@@ -598,6 +629,9 @@ class Pipeline:
             except queue.Empty:
                 if self._abort.is_set():
                     break
+                if isinstance(self.streamer, ProcessStreamingReconstructor):
+                    for out in self.streamer.poll():
+                        deliver(out, arrival_end.pop(out[0], None))
                 continue
             if item is _END:
                 break
@@ -630,6 +664,16 @@ class Pipeline:
                 deliver(out, arrival_end.pop(out[0], None))
         flush()
 
+    def _push_map(self, m: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        if isinstance(self.streamer, ProcessStreamingReconstructor):
+            return self.streamer.push(m)
+        out = self.streamer.push(m)
+        return [] if out is None else [out]
+
+    def _close_streamer(self) -> None:
+        if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
+            self.streamer.close()
+
     def _update_raw(self) -> None:
         """Newest camera frame for the display (read from the ring, a cheap copy)."""
         ring = self.ring
@@ -650,6 +694,7 @@ class Pipeline:
         workers = [t for t in self._threads if t.name != "dblink-supervisor"]
         for t in workers:
             t.join()
+        self._close_streamer()
         try:
             assert self.recorder is not None
             self.recorder.join()
@@ -661,6 +706,7 @@ class Pipeline:
         with self._lock:
             failed = self._error is not None
         sys.setswitchinterval(self._switch_interval)
+        torch.set_num_threads(self._torch_threads)
         self._set_state(PipelineState.FAILED if failed else PipelineState.FINISHED)
         self._finished.set()
 
@@ -763,6 +809,16 @@ class Pipeline:
                     f"training range {lo}-{hi}"
                 )
         return out
+
+
+def auto_recon_weights(structure: str) -> str:
+    """Shipped model for live use: ``recon_<structure>_live`` (a lighter network, ~3x less
+    compute per streamed map) when shipped, else ``recon_<structure>``."""
+    from importlib import resources
+
+    live = f"recon_{structure}_live"
+    shipped = resources.files("dblink_live") / "weights" / f"{live}.pt"
+    return live if shipped.is_file() else f"recon_{structure}"
 
 
 def _training_density(model: LoadedModel) -> tuple[float | None, float | None]:

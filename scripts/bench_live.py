@@ -110,7 +110,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="camera pixels per side")
     ap.add_argument("--delay-maps", type=int, default=4)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.weights:

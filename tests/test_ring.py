@@ -127,8 +127,9 @@ def test_a_lossless_cursor_keeps_what_would_be_overwritten() -> None:
     assert lossy.get().lost == [(0, 7)]  # the ordinary consumer still loses them
 
 
-def test_a_lossless_cursor_never_loses_under_a_racing_producer() -> None:
-    ring = FrameRing(3, (16, 12))
+@pytest.mark.parametrize("background", [False, True])
+def test_a_lossless_cursor_never_loses_under_a_racing_producer(background: bool) -> None:
+    ring = FrameRing(3, (16, 12), background_writer=background)
     keep = ring.cursor("recorder", lossless=True)
     seen: list[int] = []
     done = threading.Event()

@@ -42,3 +42,18 @@ def test_full_lookahead_equals_the_bidirectional_pass(model: ConvBiLSTM) -> None
     with torch.no_grad():
         logit, _ = model(torch.from_numpy(maps)[None, :, None])
     assert np.allclose(rec, torch.sigmoid(logit[0]).numpy(), atol=1e-5)
+
+
+def test_the_process_streamer_gives_the_same_outputs(model: ConvBiLSTM) -> None:
+    from dblink_live.recon.streaming import ProcessStreamingReconstructor
+
+    maps = np.random.default_rng(4).random((8, 20, 24)).astype(np.float32)
+    stream = ProcessStreamingReconstructor(model, 2, max_pending=2)
+    outs = []
+    for m in maps:
+        outs += stream.push(m)
+    outs += stream.flush()
+    assert [o[0] for o in outs] == list(range(8))
+    rec, conf = reconstruct_with_lookahead(model, maps, 2)
+    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
+    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)

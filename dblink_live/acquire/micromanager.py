@@ -49,6 +49,38 @@ def _install_python_core(core: Any) -> None:
     Engine(Core())
 
 
+#: How long the core's pop waits for an image before reporting none (s), and its poll period.
+POP_WAIT_S = 0.002
+POP_POLL_S = 0.0005
+
+
+def _wait_instead_of_spinning(core: Any) -> None:
+    """Make the Python-backend core's ``pop_next_tagged_image`` wait briefly for an image.
+
+    pycromanager's Python acquisition engine calls it in a loop with no pause until an image
+    arrives, which keeps one thread running Python (holding the GIL) between frames and slows
+    every processing thread of this process. The wrapper sleeps (GIL released) in steps of
+    ``POP_POLL_S`` while the circular buffer is empty and a sequence runs, for at most
+    ``POP_WAIT_S``, then defers to the original, which returns the image or raises as before.
+    """
+    if getattr(core, "_dblink_patient_pop", False):
+        return
+    original = core.pop_next_tagged_image
+
+    def pop_next_tagged_image() -> Any:
+        deadline = time.perf_counter() + POP_WAIT_S
+        while (
+            core.get_remaining_image_count() == 0
+            and time.perf_counter() < deadline
+            and core.is_sequence_running()
+        ):
+            time.sleep(POP_POLL_S)
+        return original()
+
+    core.pop_next_tagged_image = pop_next_tagged_image
+    core._dblink_patient_pop = True
+
+
 class MicroManagerSource:
     """Frames from a Micro-Manager camera (see the module docstring).
 
@@ -129,6 +161,8 @@ class MicroManagerSource:
             )
             self._started = True
         core = Core()
+        if self._started and hasattr(core, "get_remaining_image_count"):
+            _wait_instead_of_spinning(core)
         if self.exposure_ms is not None:
             core.set_exposure(float(self.exposure_ms))
         if self.roi is not None:

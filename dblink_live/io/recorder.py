@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+
+import numpy as np
 
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
@@ -21,12 +24,24 @@ log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """Background thread: ``ring`` -> ``recording.append_frames`` in blocks of ``block_frames``."""
+    """Background thread: ``ring`` -> ``recording.append_frames``.
 
-    def __init__(self, ring: FrameRing, recording: Recording, block_frames: int = 32):
+    Frames are appended in blocks of ``block_frames`` (default: the recording's chunk length,
+    so appends write whole chunks) or whatever has arrived every ``flush_s`` seconds, whichever
+    comes first.
+    """
+
+    def __init__(
+        self,
+        ring: FrameRing,
+        recording: Recording,
+        block_frames: int | None = None,
+        flush_s: float = 0.5,
+    ):
         self.ring = ring
         self.recording = recording
-        self.block_frames = int(block_frames)
+        self.block_frames = int(block_frames or recording.raw.chunks[0])
+        self.flush_s = float(flush_s)
         self.cursor = ring.cursor("recorder", start=ring.frames_put, lossless=True)
         self.frames_written = 0
         self.error: BaseException | None = None
@@ -46,18 +61,32 @@ class Recorder:
         return self
 
     def _run(self) -> None:
+        pending: list = []
+        n_pending = 0
+        last = time.monotonic()
+
+        def write() -> None:
+            nonlocal n_pending, last
+            if pending:
+                self.recording.append_frames(np.concatenate(pending))
+                self.frames_written += n_pending
+            pending.clear()
+            n_pending = 0
+            last = time.monotonic()
+
         try:
             while True:
-                batch = self.cursor.get(max_frames=self.block_frames, timeout=0.1)
+                batch = self.cursor.get(max_frames=self.block_frames - n_pending, timeout=0.1)
                 if batch is None:
                     if self.ring.closed and self.cursor.available() <= 0:
+                        write()
                         return
-                    continue
-                if batch.lost:
-                    log.error("recorder lost frames %s (ring too small?)", batch.lost)
-                if len(batch.frames):
-                    self.recording.append_frames(batch.frames)
-                    self.frames_written += len(batch.frames)
+                elif len(batch.frames):
+                    pending.append(batch.frames)
+                    n_pending += len(batch.frames)
+                # whole chunks (no read-modify-write), and at least every flush_s
+                if n_pending >= self.block_frames or time.monotonic() - last >= self.flush_s:
+                    write()
         except BaseException as exc:  # surfaced by join()
             self.error = exc
 

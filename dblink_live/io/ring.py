@@ -140,7 +140,7 @@ class FrameRing:
         if self._writer is None:
             number = self._assigned
             self._assigned += 1
-            self._commit(number, frame, meta)
+            self._commit(number, frame[None], [meta])
             return number
         if self._writer_error is not None:
             raise DblinkError(f"the ring's writer failed: {self._writer_error}")
@@ -158,27 +158,54 @@ class FrameRing:
                     self._stage_cond.wait_for(lambda: self._staged or self._closing)
                     if not self._staged and self._closing:
                         return
-                while self._staged:
-                    number, frame, meta = self._staged.popleft()
-                    self._commit(number, frame, meta)
+                batch = []
+                while self._staged and len(batch) < self.capacity:
+                    batch.append(self._staged.popleft())
+                # one zarr write per run of slots that does not wrap around the ring's end
+                start = 0
+                while start < len(batch):
+                    s0 = batch[start][0] % self.capacity
+                    n = min(len(batch) - start, self.capacity - s0)
+                    run = batch[start : start + n]
+                    self._commit(
+                        run[0][0], np.stack([f for _, f, _ in run]), [m for _, _, m in run]
+                    )
+                    start += n
         except BaseException as exc:  # surfaced by put() and close()
             self._writer_error = exc
 
-    def _commit(self, number: int, frame: np.ndarray, meta: dict[str, Any]) -> None:
-        """Write frame ``number`` into its slot (keeping what lossless cursors still need)."""
-        slot = number % self.capacity
-        old = number - self.capacity
-        if old >= 0 and self._lossless:
-            with self._cond:  # save the frame a lossless cursor has not read yet
-                for cur in self._lossless:
-                    if cur.next_frame <= old and old not in cur._backlog:
-                        cur._backlog[old] = (np.array(self._array[slot]), self._metadata[slot])
-        self._slot_number[slot] = -1  # mark the slot as being written
-        self._array[slot] = frame
-        self._metadata[slot] = meta
-        self._slot_number[slot] = number
+    def _commit(self, first: int, frames: np.ndarray, metas: list[dict[str, Any]]) -> None:
+        """Write frames ``first, first + 1, ...`` (n, Y, X) into consecutive slots that do not
+        wrap, keeping aside what lossless cursors have not read yet."""
+        n = len(frames)
+        s0 = first % self.capacity
+        old0 = first - self.capacity
+        if old0 + n > 0 and self._lossless:
+            with self._cond:  # save the frames a lossless cursor has not read yet
+                need = [
+                    (k, old0 + k)
+                    for k in range(n)
+                    if old0 + k >= 0
+                    and any(
+                        c.next_frame <= old0 + k and old0 + k not in c._backlog
+                        for c in self._lossless
+                    )
+                ]
+                if need:
+                    held = np.asarray(self._array[s0 : s0 + n])
+                    for k, old in need:
+                        for cur in self._lossless:
+                            if cur.next_frame <= old and old not in cur._backlog:
+                                cur._backlog[old] = (held[k].copy(), self._metadata[s0 + k])
+        self._slot_number[s0 : s0 + n] = -1  # mark the slots as being written
+        if n == 1:
+            self._array[s0] = frames[0]
+        else:
+            self._array[s0 : s0 + n] = frames
+        self._metadata[s0 : s0 + n] = metas
+        self._slot_number[s0 : s0 + n] = np.arange(first, first + n)
         with self._cond:
-            self._head = number + 1
+            self._head = first + n
             self._cond.notify_all()
 
     def close(self) -> None:

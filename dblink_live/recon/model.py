@@ -66,6 +66,16 @@ class ConvBiLSTM(nn.Module):
         confidence: bool = True,
     ):
         super().__init__()
+        #: the constructor arguments (rebuild with ``ConvBiLSTM(**model.architecture)``)
+        self.architecture = {
+            "preset": preset,
+            "hidden_channels": hidden_channels,
+            "layers": layers,
+            "kernel_size": kernel_size,
+            "head_channels": list(head_channels),
+            "head_kernel_size": head_kernel_size,
+            "confidence": confidence,
+        }
         self.preset = preset
         self.hidden_channels = hidden_channels
         self.layers = layers

@@ -10,6 +10,7 @@ same computation done offline, which the tests compare against.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 
 import numpy as np
@@ -17,7 +18,11 @@ import torch
 
 from dblink_live.recon.model import ConvBiLSTM, State
 
-__all__ = ["StreamingReconstructor", "reconstruct_with_lookahead"]
+__all__ = [
+    "ProcessStreamingReconstructor",
+    "StreamingReconstructor",
+    "reconstruct_with_lookahead",
+]
 
 
 class StreamingReconstructor:
@@ -103,3 +108,170 @@ def reconstruct_with_lookahead(
         if conf is not None:
             confs.append(torch.sigmoid(conf[0, 0]).cpu().numpy())
     return np.stack(recs), (np.stack(confs) if confs else None)
+
+
+def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - child process
+    """Child process: receive the model, then stream maps; one reply per map."""
+    from multiprocessing.connection import Connection
+
+    inbox = Connection(read_fd, writable=False)
+    outbox = Connection(write_fd, readable=False)
+    try:
+        spec = inbox.recv()
+        torch.set_num_threads(int(spec["threads"]))
+        model = ConvBiLSTM(**spec["architecture"])
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in spec["state"].items()})
+        model.eval()
+        streamer = StreamingReconstructor(model, int(spec["delay_maps"]))
+        outbox.send(("ready",))
+        while True:
+            item = inbox.recv()
+            if item is None:
+                outbox.send(("done", streamer.flush()))
+                return
+            out = streamer.push(item)
+            outbox.send(("out", out))
+    except EOFError:
+        return
+    except BaseException as exc:
+        outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ProcessStreamingReconstructor:
+    """:class:`StreamingReconstructor` in a child process (CPU): the same outputs, computed
+    beside the acquisition's Python threads instead of competing with them for the GIL.
+
+    The child is ``python -m dblink_live.recon.streaming`` talking over two pipes (so no user
+    script is re-imported, as ``multiprocessing``'s spawn would do); a reader thread drains its
+    replies. :meth:`push` hands a map over and returns the outputs that have come back so far
+    (possibly none); :meth:`poll` collects more; :meth:`flush` ends the stream and returns the
+    rest. POSIX only (the pipeline uses a thread elsewhere).
+
+    Parameters
+    ----------
+    model
+        The network; its architecture and weights are copied to the child.
+    delay_maps
+        Trailing delay D.
+    threads
+        torch threads in the child.
+    max_pending
+        Maps in flight before :meth:`push` waits (back-pressure).
+    """
+
+    def __init__(
+        self,
+        model: ConvBiLSTM,
+        delay_maps: int,
+        threads: int = 1,
+        max_pending: int = 8,
+        start_timeout_s: float = 120.0,
+    ):
+        import os
+        import queue
+        import subprocess
+        import sys
+        import threading
+        from multiprocessing.connection import Connection
+
+        r_in, w_in = os.pipe()
+        r_out, w_out = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "dblink_live.recon.streaming", str(r_in), str(w_out)],
+            pass_fds=(r_in, w_out),
+        )
+        os.close(r_in)
+        os.close(w_out)
+        self._send = Connection(w_in, readable=False)
+        self._recv = Connection(r_out, writable=False)
+        self._replies: queue.Queue = queue.Queue()
+        self._max_pending = max(1, int(max_pending))
+        self._pending = 0
+        self._error: str | None = None
+        self._send.send(
+            {
+                "architecture": dict(model.architecture),
+                # numpy, not tensors: torch would share tensors through file descriptors
+                "state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+                "delay_maps": int(delay_maps),
+                "threads": int(threads),
+            }
+        )
+        self._reader = threading.Thread(target=self._read, name="recon-worker-reader", daemon=True)
+        self._reader.start()
+        first = self._next(start_timeout_s)
+        if first[0] != "ready":
+            raise RuntimeError(f"the reconstruction worker did not start: {first}")
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._replies.put(self._recv.recv())
+        except (EOFError, OSError):
+            self._replies.put(("eof",))
+
+    def _next(self, timeout: float | None) -> tuple:
+        item = self._replies.get(timeout=timeout)
+        if item[0] == "error":
+            self._error = item[1]
+            raise RuntimeError(f"reconstruction worker: {item[1]}")
+        if item[0] == "eof":
+            raise RuntimeError(f"the reconstruction worker ended (exit code {self._proc.poll()})")
+        return item
+
+    def _take(self, item: tuple, outs: list) -> None:
+        self._pending -= 1
+        if item[1] is not None:
+            outs.append(item[1])
+
+    def poll(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Outputs that have arrived (non-blocking)."""
+        import queue
+
+        outs: list = []
+        while True:
+            try:
+                item = self._next(0)
+            except queue.Empty:
+                return outs
+            self._take(item, outs)
+
+    def push(self, counts_map: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Send map t (waits while ``max_pending`` maps are in flight); returns ready outputs."""
+        outs = self.poll()
+        while self._pending >= self._max_pending:
+            self._take(self._next(600.0), outs)
+        self._send.send(np.ascontiguousarray(counts_map, dtype=np.float32))
+        self._pending += 1
+        return outs + self.poll()
+
+    def flush(self, timeout_s: float = 600.0) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """End the stream: the remaining outputs (shrinking look-ahead), then stop the child."""
+        outs: list = []
+        self._send.send(None)
+        while True:
+            item = self._next(timeout_s)
+            if item[0] == "done":
+                outs += item[1]
+                break
+            self._take(item, outs)
+        self.close()
+        return outs
+
+    def close(self) -> None:
+        """Stop the child (also after an error)."""
+        import subprocess
+
+        with contextlib.suppress(OSError):
+            self._send.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+if __name__ == "__main__":  # pragma: no cover - the child of ProcessStreamingReconstructor
+    import sys
+
+    _child_main(int(sys.argv[1]), int(sys.argv[2]))

@@ -73,25 +73,27 @@ LOC_WRITE_S = 0.5
 
 
 class _Rate:
-    """Events per second over the last ``span_s`` seconds (thread-safe enough: one writer)."""
+    """Events per second over the last ``span_s`` seconds (one writer, any number of readers)."""
 
     def __init__(self, span_s: float = 2.0):
         self.span_s = span_s
         self._marks: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
         self.total = 0
 
     def add(self, n: int) -> None:
         now = time.monotonic()
-        self.total += n
-        self._marks.append((now, self.total))
-        while len(self._marks) > 2 and now - self._marks[0][0] > self.span_s:
-            self._marks.popleft()
+        with self._lock:
+            self.total += n
+            self._marks.append((now, self.total))
+            while len(self._marks) > 2 and now - self._marks[0][0] > self.span_s:
+                self._marks.popleft()
 
     def rate(self) -> float:
-        marks = list(self._marks)
-        if len(marks) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = marks[0], marks[-1]
+        with self._lock:
+            if len(self._marks) < 2:
+                return 0.0
+            (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
         if time.monotonic() - t1 > self.span_s:  # nothing recent
             return 0.0
         return (n1 - n0) / max(t1 - t0, 1e-9)
@@ -182,6 +184,7 @@ class Pipeline:
         self._in_rate, self._loc_rate, self._map_rate = _Rate(), _Rate(), _Rate()
         self._locs_recent: deque[tuple[int, int]] = deque(maxlen=64)  # (frames, locs)
         self._latencies: deque[float] = deque(maxlen=20000)
+        self._stats_lock = threading.Lock()
         self._frames_in = 0
         self._frames_localized = 0
         self._busy = {"localizer": 0.0, "reconstruction": 0.0}  # seconds of work per worker
@@ -197,6 +200,11 @@ class Pipeline:
         self.model: LoadedModel | None = None
         self.localizer: Localizer | None = None
         self.summary: dict[str, Any] = {}
+        # set for real in _setup; defined here so status() is safe at any moment
+        self.window = self.config.grid.window_frames
+        self.bin_nm = self.config.grid.bin_nm
+        self.grid_yx: tuple[int, int] = (0, 0)
+        self.streamer: StreamingReconstructor | ProcessStreamingReconstructor | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -294,10 +302,11 @@ class Pipeline:
         """A snapshot of the counters and rates (safe from any thread)."""
         ring, rec = self.ring, self.recorder
         area_um2 = self._area_um2()
-        recent = list(self._locs_recent)
+        with self._stats_lock:  # iterating a deque another thread appends to is not safe
+            recent = list(self._locs_recent)
+            lat = sorted(self._latencies)
         frames = sum(f for f, _ in recent)
         per_frame = sum(n for _, n in recent) / frames if frames else 0.0
-        lat = sorted(self._latencies)
         frames_in = ring.frames_put if ring is not None else 0
         with self._lock:
             state, error = self._state, self._error
@@ -341,7 +350,8 @@ class Pipeline:
 
     def latencies(self) -> np.ndarray:
         """Seconds from the arrival of each output's last frame to its reconstruction."""
-        return np.array(self._latencies, dtype=np.float64)
+        with self._stats_lock:
+            return np.array(self._latencies, dtype=np.float64)
 
     # ------------------------------------------------------------------ setup
     def _localizer_device(self) -> str:
@@ -517,7 +527,8 @@ class Pipeline:
             self._busy["localizer"] += time.perf_counter() - t_start
             self._frames_localized += len(frames)
             self._loc_rate.add(len(frames))
-            self._locs_recent.append((len(frames), len(locs)))
+            with self._stats_lock:
+                self._locs_recent.append((len(frames), len(locs)))
             self._put(_Block(first, len(frames), locs, lost_pending, arrival))
             lost_pending = []
 
@@ -597,7 +608,8 @@ class Pipeline:
             nonlocal last_flush
             idx, rec, conf = out
             if t_arr is not None:
-                self._latencies.append(time.monotonic() - t_arr)
+                with self._stats_lock:
+                    self._latencies.append(time.monotonic() - t_arr)
             pending_out.append(out)
             self._map_rate.add(1)
             with self._lock:

@@ -55,11 +55,25 @@ def run_once(
         recon=weights,
     )
     rss: list[float] = []
+    timeline: list[dict] = []
     done = threading.Event()
 
     def sample() -> None:
+        t_start = time.perf_counter()
         while not done.wait(0.5):
             rss.append(_rss_mb())
+            st = pipe.status()
+            timeline.append(
+                {
+                    "t_s": round(time.perf_counter() - t_start, 2),
+                    "rss_mb": round(rss[-1], 1),
+                    "frames_in": st.frames_in,
+                    "localized": st.frames_localized,
+                    "dropped": st.dropped_frames,
+                    "outputs": st.outputs,
+                    "localizer_fps": round(st.localizer_fps, 1),
+                }
+            )
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -93,6 +107,7 @@ def run_once(
             "max": float(hook.max()),
         },
         "busy_s": pipe.summary.get("busy_s"),
+        "timeline": timeline,
         "rss_mb": {
             "start": rss[0] if rss else None,
             "max": max(rss) if rss else None,

@@ -352,3 +352,29 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     assert rec.meta["live_summary"]["frames_recorded"] == rec.n_frames
     assert rec.read_image("reconstruction")[0].shape[0] == rec.n_frames // 10
     assert (tmp_path / "interrupted_summary.png").exists()
+
+
+def test_status_and_latest_are_safe_from_another_thread_during_a_run(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    pipe = Pipeline(ReplaySource(small_recording, speed=0), tmp_path / "s.zarr", config=_small())
+    errors: list[str] = []
+    seen: set[PipelineState] = set()
+
+    def hammer() -> None:
+        while not pipe.state.done:
+            try:
+                seen.add(pipe.status().state)
+                pipe.latest(render_maps=5)
+            except Exception as exc:  # any exception here is a thread-safety bug
+                errors.append(repr(exc))
+
+    t = threading.Thread(target=hammer)
+    t.start()  # from before the start: status() must be safe during setup too
+    time.sleep(0.05)
+    pipe.start()
+    status = pipe.wait(120)
+    t.join(10)
+    assert errors == [] and PipelineState.RUNNING in seen
+    assert status.state is PipelineState.FINISHED
+    assert pipe.latest().reconstruction is not None

@@ -68,6 +68,8 @@ _END = object()
 SWITCH_INTERVAL_S = 0.0002
 #: Reconstructions are appended this many at a time (the chunk length: whole-chunk writes).
 OUTPUT_BLOCK = 8
+#: Ground-truth maps computed and written at once at the end of a simulated run.
+GT_BLOCK_MAPS = 64
 #: Localizations are appended to the recording at most this often (s).
 LOC_WRITE_S = 0.5
 
@@ -732,20 +734,28 @@ class Pipeline:
         if sim is None:
             self._copy_ground_truth(getattr(self.source, "recording", None))
             return
-        emitters = sim.scene.emitters(0, rec.n_frames, fov_only=True)
-        rec.append_emitters(emitters)
+        for start in range(0, rec.n_frames, GT_BLOCK_MAPS * self.window):
+            stop = min(start + GT_BLOCK_MAPS * self.window, rec.n_frames)
+            rec.append_emitters(sim.scene.emitters(start, stop, fov_only=True))
         n_maps = rec.n_frames // self.window
         if n_maps == 0:
             return
         grid = self.config.grid.model_copy(
             update={"window_frames": self.window, "bin_nm": self.bin_nm}
         )
-        _, skel, struct = sim.scene.ground_truth_maps(grid, 0, n_maps)
-        for name, data in (("gt/skeleton", skel), ("gt/structure", struct)):
-            rec.create_image(
-                name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm, window_frames=self.window
-            )
-            rec.append_image(name, data)
+        for start in range(0, n_maps, GT_BLOCK_MAPS):  # in blocks: memory stays bounded
+            n = min(GT_BLOCK_MAPS, n_maps - start)
+            _, skel, struct = sim.scene.ground_truth_maps(grid, start, n)
+            for name, data in (("gt/skeleton", skel), ("gt/structure", struct)):
+                if start == 0:
+                    rec.create_image(
+                        name,
+                        data.shape[1:],
+                        str(data.dtype),
+                        bin_nm=self.bin_nm,
+                        window_frames=self.window,
+                    )
+                rec.append_image(name, data)
 
     def _copy_ground_truth(self, src: Recording | None) -> None:
         """Ground truth of a replayed simulated recording, for the frames and maps recorded."""

@@ -17,6 +17,7 @@ import re
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,7 +143,9 @@ def virtual_core(camera: SimulatedSMLMCamera, pixel_size_nm: float) -> Any:
         raise DblinkError("the virtual microscope needs pymmcore-plus (pip install pymmcore-plus)")
     from mmpycorex import launcher
 
-    core = _snake_case_core_class()()
+    # Only Python devices are loaded: give a folder without C++ adapters, which skips
+    # pymmcore-plus's search for a Micro-Manager installation (it logs an error when none is).
+    core = _snake_case_core_class()(mm_path=str(Path(__file__).parent))
     core.loadPyDevice(CAMERA_LABEL, camera)
     core.initializeDevice(CAMERA_LABEL)
     core.setCameraDevice(CAMERA_LABEL)

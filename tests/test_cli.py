@@ -159,3 +159,10 @@ def test_localize_a_tiff_needs_an_output_and_a_pixel_size(
     assert r.returncode == 2 and "give -o/--output" in r.stderr
     r = _cli("localize", str(stack), "-o", str(tmp_path / "x.csv"), "-q")
     assert r.returncode == 2 and "--pixel-size-nm" in r.stderr
+
+
+def test_view_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
+    (tmp_path / "notes.zarr").mkdir()
+    r = _cli("view", str(tmp_path / "notes.zarr"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "recording" in r.stderr.lower()

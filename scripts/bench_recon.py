@@ -60,6 +60,7 @@ def sliding_window(locs, model: LoadedModel, fov, n_frames: int, half: int) -> n
     scale = map_scale(len(locs) / n_frames / (fov[0] * fov[1] / 1e6), w, model.bin_nm)
     n_out = n_frames - w + 1
     out = np.zeros((n_out, *shape), np.float32)
+    sliding_window.map_steps = 0  # ConvLSTM steps (maps x directions): the work done
     with torch.no_grad():
         for j in range(n_out):
             first = j - half * w
@@ -70,6 +71,7 @@ def sliding_window(locs, model: LoadedModel, fov, n_frames: int, half: int) -> n
                 None, :, None
             ]
             logit, _ = model.model(x)
+            sliding_window.map_steps += 2 * len(valid)
             centre = valid.index(j)
             out[j] = torch.sigmoid(logit[0, centre]).cpu().numpy()
     return out
@@ -137,6 +139,11 @@ def main() -> None:
             "carried_seconds": t_carried,
             "sliding_window_seconds": t_slid,
             "speed_ratio": t_slid / t_carried,
+            # ConvLSTM steps (maps x 2 directions), the machine-independent work measure
+            "map_steps": {
+                "carried": 2 * sum((frames - p) // w for p in range(w)),
+                "sliding_window": sliding_window.map_steps,
+            },
             "accuracy_1bin": acc,
         },
     }

@@ -51,7 +51,10 @@ def test_bench_recon_quick(tmp_path: Path, repo: Path) -> None:
     data = json.loads(out.read_text())
     assert {row["preset"] for row in data["throughput"]} == {"light", "dblink_paper"}
     s1 = data["stride1"]
-    assert s1["outputs"] > 0 and s1["speed_ratio"] > 1
+    # the redundancy is measured as work (ConvLSTM steps), not as time: timings are the
+    # benchmark's business and a loaded machine makes them noisy
+    assert s1["outputs"] > 0 and s1["speed_ratio"] > 0
+    assert s1["map_steps"]["sliding_window"] > 4 * s1["map_steps"]["carried"]
     # carried full context and the sliding window agree where their contexts coincide
     assert set(s1["accuracy_1bin"]) == {"carried", "sliding_window"}
 

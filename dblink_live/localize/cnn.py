@@ -98,7 +98,7 @@ class LocalizerNet(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         e = self.enc(x)
         m = self.mid(F.max_pool2d(e, 2))
-        u = self.up(F.interpolate(m, scale_factor=2, mode="nearest"))
+        u = self.up(_upsample2(m))
         o = self.head(self.dec(torch.cat([e, u], 1)))[:, :, :h, :w]
         return LocalizerOutputs(
             logit=o[:, 0],
@@ -109,6 +109,13 @@ class LocalizerNet(nn.Module):
             photons=F.softplus(o[:, 5]) * self.photon_scale,
             background=F.softplus(o[:, 6]) * self.background_scale,
         )
+
+
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling of (B, C, H, W) as a broadcast copy: identical to
+    ``F.interpolate(x, scale_factor=2, mode="nearest")``, about twice as fast on CPU."""
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
 
 
 def resolve_weights(weights: str | Path) -> Path:
@@ -209,6 +216,12 @@ class CNNLocalizer:
         self.config = config or CNNLocalizerConfig()
         self.device = resolve_device(device)
         self.model, self.checkpoint = load_localizer_checkpoint(self.config.weights, self.device)
+        # channels-last convolutions are ~17 % faster on CPU for this network (same results
+        # to float rounding); CUDA keeps the default layout
+        self._memory_format = (
+            torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        )
+        self.model = self.model.to(memory_format=self._memory_format)
         self.input_scale = float(self.checkpoint["input_scale"])
         self.context = int(self.checkpoint.get("context_frames", CONTEXT))
 
@@ -247,7 +260,9 @@ class CNNLocalizer:
         parts = []
         use_amp = self.device.type == "cuda"
         for start in range(0, len(ctx), self.config.batch_frames):
-            batch = ctx[start : start + self.config.batch_frames]
+            batch = ctx[start : start + self.config.batch_frames].contiguous(
+                memory_format=self._memory_format
+            )
             with torch.autocast(self.device.type, enabled=use_amp, dtype=torch.float16):
                 out = self.model(batch)
             out = LocalizerOutputs(*(v.float() for v in vars(out).values()))

@@ -23,7 +23,7 @@ import pytest
 from dblink_live.display.alerts import status_text
 from dblink_live.display.imaging import auto_levels, confidence_tint, nice_length_nm
 from dblink_live.display.source import RecordingSource
-from dblink_live.errors import RecordingError
+from dblink_live.errors import DblinkError, RecordingError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
@@ -93,12 +93,16 @@ class FakePipeline:
         n_frames: int = 400,
         period_s: float = 0.004,
         threaded: bool = True,
+        start_delay_s: float = 0.0,
+        start_error: Exception | None = None,
         **status: object,
     ):
         self._path = path
         self.n_frames = n_frames
         self.period_s = period_s
         self.threaded = threaded
+        self.start_delay_s = start_delay_s
+        self.start_error = start_error
         self.status_extra = status
         self.calls: dict[str, int] = {"start": 0, "stop": 0, "wait": 0, "latest": 0}
         self._state = PipelineState.IDLE
@@ -122,6 +126,10 @@ class FakePipeline:
 
     def start(self) -> FakePipeline:
         self.calls["start"] += 1
+        time.sleep(self.start_delay_s)  # opening a camera, loading models
+        if self.start_error is not None:
+            self._state = PipelineState.FAILED
+            raise self.start_error
         self.recording = Recording.create(
             self._path, frame_shape=SHAPE, pixel_size_nm=PX_NM, frame_interval_s=0.01
         )
@@ -557,7 +565,7 @@ def test_start_stop_buttons_and_finished_run_becomes_scrubbable(windows, tmp_pat
     assert fake.state is PipelineState.IDLE
     assert win.start_action.isEnabled() and not win.stop_action.isEnabled()
     win.start_action.trigger()
-    assert fake.calls["start"] == 1
+    qtbot.waitUntil(lambda: fake.calls["start"] == 1, timeout=5000)
     qtbot.waitUntil(lambda: fake.state.done, timeout=10000)
     qtbot.waitUntil(lambda: win.source is not None and win.source.n_frames == 30, timeout=5000)
     assert not win.following_live and not win.time_bar.live_button.isEnabled()
@@ -565,6 +573,48 @@ def test_start_stop_buttons_and_finished_run_becomes_scrubbable(windows, tmp_pat
     assert win.time_bar.slider.maximum() == 29
     win.time_bar.slider.setValue(11)
     np.testing.assert_array_equal(win.raw_panel.image, _raw(11))
+
+
+@pytest.mark.qt
+def test_a_slow_start_keeps_the_window_responsive(windows, tmp_path, qtbot) -> None:
+    fake = FakePipeline(tmp_path / "live.zarr", n_frames=100000, start_delay_s=1.0)
+    win = windows(pipeline=fake, refresh_hz=50)
+    win.start_action.trigger()
+    assert win.starting and not win.start_action.isEnabled()
+    assert "starting" in win.statusBar().currentMessage()
+    ticks = win.counters["ticks"]
+    qtbot.wait(500)  # the start is still sleeping: the timer must keep ticking meanwhile
+    assert fake.state is PipelineState.IDLE and win.starting
+    assert win.counters["ticks"] - ticks >= 10
+    qtbot.waitUntil(lambda: not win.starting, timeout=5000)
+    assert win.following_live and win.stop_action.isEnabled() and win.last_error is None
+    qtbot.waitUntil(lambda: win.frame is not None, timeout=5000)
+    with qtbot.waitSignal(win.closed, timeout=5000):
+        win.close()
+    assert fake.calls["stop"] == 1 and fake.state is PipelineState.FINISHED
+
+
+@pytest.mark.qt
+def test_a_failed_start_is_shown(windows, tmp_path, qtbot) -> None:
+    error = DblinkError("no camera named 'Andor' in MMConfig_demo.cfg")
+    fake = FakePipeline(tmp_path / "live.zarr", start_delay_s=0.2, start_error=error)
+    win = windows(pipeline=fake, refresh_hz=50)
+    win.start_action.trigger()
+    qtbot.waitUntil(lambda: not win.starting, timeout=5000)
+    assert win.last_error == str(error)
+    assert not win.following_live
+    assert not win.start_action.isEnabled() and not win.stop_action.isEnabled()
+
+
+@pytest.mark.qt
+def test_closing_during_a_slow_start_stops_the_pipeline(windows, tmp_path, qtbot) -> None:
+    fake = FakePipeline(tmp_path / "live.zarr", n_frames=100000, start_delay_s=0.5)
+    win = windows(pipeline=fake, refresh_hz=50)
+    win.start_action.trigger()
+    with qtbot.waitSignal(win.closed, timeout=5000):
+        win.close()
+    assert fake.calls["start"] == 1 and fake.calls["stop"] == 1
+    assert fake.state is PipelineState.FINISHED and not fake.thread.is_alive()
 
 
 @pytest.mark.qt

@@ -1,6 +1,8 @@
 """The viewer's main window: four linked panels, time bar, status bar and actions.
 
-Everything here runs in the Qt thread. The pipeline is only asked for snapshots
+Everything here runs in the Qt thread, except the pipeline's ``start()`` behind the Start button
+(opening the camera and loading the models can take seconds, so it runs in a helper thread and
+the window stays responsive). The pipeline is only asked for snapshots
 (:meth:`status`, :meth:`latest`) on a QTimer; results whose ``version`` did not change are not
 redrawn, and versions produced between two ticks are skipped, so the display never queues work
 for the pipeline or falls behind it.
@@ -9,6 +11,7 @@ for the pipeline or falls behind it.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._zoomed = False
         self._pipeline_done = False
         self._last_refresh_tick = 0
+        self._starter: threading.Thread | None = None
+        self._start_error: BaseException | None = None
         self._title = title
         self._build_ui(render_maps)
 
@@ -227,7 +232,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _update_actions(self) -> None:
         state = self._pipeline_state()
         running = state in (PipelineState.RUNNING, PipelineState.DRAINING)
-        self.start_action.setEnabled(state is PipelineState.IDLE)
+        self.start_action.setEnabled(state is PipelineState.IDLE and not self.starting)
         self.stop_action.setEnabled(state is PipelineState.RUNNING)
         self.open_action.setEnabled(not running)
         self.export_action.setEnabled(self.source is not None or self.pipeline is not None)
@@ -323,15 +328,52 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._playing = playing
         self.time_bar.set_playing(playing)
 
+    @property
+    def starting(self) -> bool:
+        """True while the pipeline's ``start()`` runs in the background (Start was pressed)."""
+        return self._starter is not None
+
     def start_pipeline(self) -> None:
-        """Start the pipeline if it has not been started."""
-        if self.pipeline is not None and self._pipeline_state() is PipelineState.IDLE:
+        """Start the pipeline if it has not been started; returns at once.
+
+        ``pipeline.start()`` (opening the camera, loading the models, starting the
+        reconstruction process) runs in a helper thread while the window keeps refreshing and
+        says "starting"; the timer then switches to following the live results, or shows an
+        error box if the start failed.
+        """
+        if self.pipeline is None or self.starting:
+            return
+        if self._pipeline_state() is not PipelineState.IDLE:
+            return
+        pipeline = self.pipeline
+        self._start_error = None
+
+        def start() -> None:
             try:
-                self.pipeline.start()
-            except DblinkError as exc:
-                self.show_error("Cannot start", str(exc))
-            else:
-                self.set_follow_live(True)
+                pipeline.start()
+            except BaseException as exc:  # shown by the Qt thread in _finish_start
+                self._start_error = exc
+
+        self._starter = threading.Thread(target=start, name="dblink-viewer-start", daemon=True)
+        self._starter.start()
+        self.statusBar().showMessage("starting: opening the source and loading the models...")
+        self._update_actions()
+
+    def _finish_start(self) -> None:
+        """Called by the timer: once the background start is over, follow or report it."""
+        if self._starter is None or self._starter.is_alive():
+            return
+        self._starter.join()
+        self._starter = None
+        self.statusBar().clearMessage()
+        exc, self._start_error = self._start_error, None
+        if exc is None:
+            self.set_follow_live(True)
+        elif isinstance(exc, DblinkError):
+            self.show_error("Cannot start", str(exc))
+        else:
+            log.error("starting the pipeline failed", exc_info=exc)
+            self.show_error("Cannot start", f"{type(exc).__name__}: {exc}")
         self._update_actions()
 
     def stop_pipeline(self) -> None:
@@ -434,6 +476,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         """
         self.counters["ticks"] += 1
         tick = self.counters["ticks"]
+        if self._starter is not None:
+            self._finish_start()
         if self.pipeline is not None and not self._pipeline_done:
             if tick % self._status_every == 1 or self._status_every == 1:
                 self._show_status(self.pipeline.status())
@@ -612,6 +656,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.timer.stop()
         self._playing = False
         pipeline = self.pipeline
+        if self._starter is not None:  # let a start in progress end before stopping
+            QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+            try:
+                self._starter.join(self.close_timeout_s)
+            finally:
+                QtWidgets.QApplication.restoreOverrideCursor()
+            self._starter = None
         if pipeline is not None:
             state = pipeline.state
             if not state.done:

@@ -230,9 +230,12 @@ class Pipeline:
             raise DblinkError(f"the pipeline is {self._state.value}; make a new one to start again")
         try:
             self._setup()
-        except BaseException:
+        except BaseException as exc:
             self._cleanup_source()
+            with self._lock:
+                self._error = str(exc) if isinstance(exc, DblinkError) else repr(exc)
             self._state = PipelineState.FAILED
+            self._finished.set()  # wait() returns at once
             raise
         self._t0 = time.monotonic()
         # hand the GIL around more often, so the acquisition hook never waits long for it

@@ -243,6 +243,18 @@ def test_a_failing_worker_fails_the_pipeline_but_the_recording_is_complete(
         pipe.start()
 
 
+def test_a_failed_start_reports_and_does_not_hang(small_recording: Path, tmp_path: Path) -> None:
+    out = tmp_path / "live.zarr"
+    pipe = Pipeline(ReplaySource(small_recording), out, recon=tmp_path / "missing.pt")
+    with pytest.raises(DblinkError, match=r"missing\.pt"):
+        pipe.start()
+    t0 = time.monotonic()
+    status = pipe.wait(timeout=30)  # returns at once: nothing is running
+    assert time.monotonic() - t0 < 5
+    assert status.state is PipelineState.FAILED and "missing.pt" in status.error
+    assert not out.exists()  # failed before creating the recording
+
+
 def test_an_existing_output_is_refused(small_recording: Path) -> None:
     with pytest.raises(DblinkError, match="already exists"):
         Pipeline(ReplaySource(small_recording), small_recording)

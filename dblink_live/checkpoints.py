@@ -14,6 +14,13 @@ from dblink_live.errors import DblinkError
 __all__ = ["file_sha256", "read_checkpoint", "shipped_or_path"]
 
 
+def shipped_names(prefix: str = "") -> list[str]:
+    """Names of the shipped checkpoints (``dblink_live/weights/*.pt``) starting with ``prefix``."""
+    folder = resources.files("dblink_live") / "weights"
+    names = (f.name.removesuffix(".pt") for f in folder.iterdir() if f.name.endswith(".pt"))
+    return sorted(n for n in names if n.startswith(prefix))
+
+
 def shipped_or_path(weights: str | Path, what: str, hint: str) -> Path:
     """A ``.pt`` path, or the shipped ``dblink_live/weights/NAME.pt``; one clear error if neither.
 

@@ -470,8 +470,8 @@ def train(
         str | None,
         typer.Option(
             metavar="WEIGHTS",
-            help="Fine-tune: start from these weights (recon_filaments, recon_mitochondria or a "
-            ".pt; same architecture) with a fresh optimizer, counting steps from 0.",
+            help="Fine-tune: start from these weights (a shipped name such as recon_filaments, "
+            "or a .pt; same architecture) with a fresh optimizer, counting steps from 0.",
         ),
     ] = None,
     device: DeviceOpt = "auto",
@@ -526,7 +526,10 @@ def reprocess(
     ] = None,
     weights: Annotated[
         str,
-        typer.Option(help="Reconstruction model: recon_filaments, recon_mitochondria or a .pt."),
+        typer.Option(
+            help="Reconstruction model: a shipped name (recon_filaments, recon_filaments_live, "
+            "recon_filaments_wrange, recon_mitochondria) or a .pt."
+        ),
     ] = "recon_filaments",
     stride: Annotated[
         int | None,
@@ -706,11 +709,12 @@ def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no
             from dblink_live.display import run_viewer
         except ImportError as exc:
             raise DblinkError(f"the viewer cannot start ({exc}); use --headless") from None
-        pipeline.start()
-        run_viewer(pipeline=pipeline)
+        run_viewer(pipeline=pipeline, start=True)  # the window opens at once, then starts it
         pipeline.stop()
         status = pipeline.wait()
     rec_path = pipeline.recording_path
+    if status.state is PipelineState.FAILED and getattr(pipeline, "recording", None) is None:
+        raise DblinkError(f"the run could not start: {status.error}")
     base = rec_path.with_suffix("")
     png = base.with_name(base.name + "_summary.png")
     js = base.with_name(base.name + "_summary.json")

@@ -672,6 +672,12 @@ def test_run_viewer_returns_when_closed(tmp_path: Path, qtbot) -> None:
     assert run_viewer(pipeline=fake, title="demo run") == 0
     assert seen["title"] == "demo run"
     assert fake.calls["stop"] == 1 and fake.state is PipelineState.FINISHED
+    # start=True: the window opens first, then starts the pipeline in the background
+    slow = FakePipeline(tmp_path / "slow.zarr", n_frames=100000, start_delay_s=0.5)
+    QtCore.QTimer.singleShot(100, close_it)
+    assert run_viewer(pipeline=slow, start=True) == 0
+    assert slow.calls["start"] == 1 and slow.calls["stop"] == 1
+    assert slow.state is PipelineState.FINISHED
     failed = FakePipeline(tmp_path / "bad.zarr", threaded=False, recorder_lost=2).start()
     failed.step()
     QtCore.QTimer.singleShot(100, close_it)

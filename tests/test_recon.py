@@ -345,3 +345,12 @@ def test_losses_decrease_on_a_fixed_batch(loss: str) -> None:
         total.backward()
         opt.step()
     assert total.item() < first.item()
+
+
+def test_a_missing_checkpoint_names_the_shipped_ones(tmp_path: Path) -> None:
+    with pytest.raises(DblinkError) as err:
+        load_recon_model(tmp_path / "nope.pt", "cpu")
+    text = str(err.value)
+    assert "nope.pt" in text
+    for name in ("recon_filaments", "recon_filaments_live", "recon_mitochondria"):
+        assert name in text

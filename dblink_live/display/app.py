@@ -29,7 +29,11 @@ def application() -> QtWidgets.QApplication:
 
 
 def run_viewer(
-    recording: str | Path | None = None, pipeline: Any = None, title: str | None = None
+    recording: str | Path | None = None,
+    pipeline: Any = None,
+    title: str | None = None,
+    *,
+    start: bool = False,
 ) -> int:
     """Show the viewer and run the Qt event loop until its window is closed.
 
@@ -43,6 +47,9 @@ def run_viewer(
         Closing the window calls ``pipeline.stop()`` and ``pipeline.wait()``.
     title
         Window title.
+    start
+        Start a not yet started pipeline as soon as the window shows (in the background, as
+        the Start button does: the window appears at once and says "starting").
 
     Returns
     -------
@@ -66,6 +73,8 @@ def run_viewer(
     try:
         window.show()
         window.raise_()
+        if start and pipeline is not None:
+            window.start_pipeline()
         rc = int(loop.exec())
     finally:
         restore_sigint()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import zarr
 
-from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_path
+from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_names, shipped_or_path
 from dblink_live.config import ReconModelConfig
 from dblink_live.localize.base import resolve_device
 from dblink_live.recon.model import ConvBiLSTM
@@ -70,7 +70,8 @@ def resolve_recon_weights(weights: str | Path) -> Path:
     return shipped_or_path(
         weights,
         "reconstruction",
-        "a shipped name (recon_filaments, recon_mitochondria); train one with `dblink-live train`",
+        f"a shipped name ({', '.join(shipped_names('recon_'))}); train one with "
+        "`dblink-live train`",
     )
 
 

@@ -212,6 +212,58 @@ def info(
     out.print(table)
 
 
+@app.command()
+def models(
+    weights: Annotated[
+        list[str] | None,
+        typer.Argument(help="Shipped names or .pt files (default: every shipped model)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List models (shipped or your own): what each is for, its grid and W, compute, training."""
+    from dblink_live.models import describe_weights, shipped_weights
+
+    rows = [describe_weights(w) for w in weights] if weights else shipped_weights()
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="dblink_live models")
+    for col in ("name", "for", "grid", "network", "compute", "trained", "validation"):
+        table.add_column(col)
+    for r in rows:
+        if r["kind"] == "reconstruction":
+            a = r["architecture"]
+            w_rng = r.get("trained_window_frames") or [r["window_frames"]] * 2
+            w_txt = f"W={w_rng[0]}" if w_rng[0] == w_rng[1] else f"W={w_rng[0]}..{w_rng[1]}"
+            use = f"{r['structure']} ({r['target']})"
+            grid = f"{r['bin_nm']:g} nm bins, {w_txt}"
+            net = f"{a['preset']} {a['layers']}x{a['hidden_channels']}, head " + "-".join(
+                str(c) for c in a["head_channels"]
+            )
+            compute = f"{r['gmac_per_128px_map']:.2f} GMAC per 128x128 map"
+            trained = f"{r['steps']:,} steps on {r['train_data']} data"
+            if r.get("fine_tuned_from"):
+                trained += f" after {r['fine_tuned_from_step'] or 0:,} of {r['fine_tuned_from']}"
+        else:
+            use = "molecules in camera frames"
+            px = r.get("trained_pixel_size_nm") or []
+            grid = f"{px[0]:g}-{px[1]:g} nm pixels" if len(px) == 2 else "-"
+            net = "CNN " + ", ".join(f"{k} {v}" for k, v in r["architecture"].items())
+            compute = "-"
+            trained = f"{r['steps']:,} steps, " + "/".join(r.get("trained_cameras") or [])
+        val = r.get("best_validation")
+        table.add_row(
+            r["name"],
+            use,
+            grid,
+            f"{net}; {r['parameters']:,} parameters, {r['size_bytes'] / 1e3:,.0f} kB",
+            compute,
+            trained,
+            "-" if val is None else f"{val:.4g}",
+        )
+    out.print(table)
+
+
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda[:N].")
 ]

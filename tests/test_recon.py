@@ -354,3 +354,32 @@ def test_a_missing_checkpoint_names_the_shipped_ones(tmp_path: Path) -> None:
     assert "nope.pt" in text
     for name in ("recon_filaments", "recon_filaments_live", "recon_mitochondria"):
         assert name in text
+
+
+def test_models_command_describes_shipped_and_own_weights(tiny_checkpoint: Path) -> None:
+    r = _cli("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    shipped = {p.stem for p in (Path(__file__).parents[1] / "dblink_live" / "weights").glob("*.pt")}
+    assert set(rows) == shipped
+    light = rows["recon_filaments"]
+    assert light["kind"] == "reconstruction" and light["structure"] == "filaments"
+    assert light["architecture"]["preset"] == "light" and light["parameters"] == 31_314
+    assert abs(light["gmac_per_128px_map"] - 0.51) < 0.01  # the README's figure
+    assert rows["recon_filaments_wrange"]["trained_window_frames"] == [10, 40]
+    assert rows["recon_filaments_wrange"]["fine_tuned_from"] == "recon_filaments"
+    assert rows["localizer"]["kind"] == "localizer"
+    own = _cli("models", str(tiny_checkpoint), "--json")
+    (row,) = json.loads(own.stdout)
+    assert row["steps"] == 2 and row["path"] == str(tiny_checkpoint)
+    table = _cli("models", env={**os.environ, "COLUMNS": "200"})
+    assert "recon_filaments_live" in table.stdout and "GMAC" in table.stdout
+
+
+def test_models_command_rejects_other_files(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": torch.zeros(3)}, junk)
+    r = _cli("models", str(junk))
+    assert r.returncode != 0 and "not a dblink_live checkpoint" in r.stderr
+    r = _cli("models", "recon_nothing")
+    assert r.returncode != 0 and "recon_filaments_live" in r.stderr

@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 log = logging.getLogger("dblink_live")
 console = Console(stderr=True)
+#: Seconds between progress lines when stderr is not a terminal.
+PROGRESS_LINE_S = 30.0
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +89,9 @@ def _progress(description: str, quiet: bool = False):  # type: ignore[no-untyped
     if quiet:
         yield lambda done, total, stage=None: None
         return
+    if not console.is_terminal:  # a log file (nohup, a cluster job): a plain line now and then
+        yield _progress_lines(description)
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -103,6 +108,29 @@ def _progress(description: str, quiet: bool = False):  # type: ignore[no-untyped
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def _progress_lines(description: str, every_s: float = PROGRESS_LINE_S) -> Callable[..., None]:
+    """``update(done, total, stage)`` printing a line at most every ``every_s`` s, and at the end:
+    done/total, rate and the estimated time left."""
+    t0 = time.monotonic()
+    last = [t0]
+
+    def update(done: int, total: int, stage: str | None = None) -> None:
+        now = time.monotonic()
+        total = total or 0
+        finished = bool(total) and done >= total
+        if now - last[0] < every_s and not finished:
+            return
+        last[0] = now
+        rate = done / max(now - t0, 1e-9)
+        left = (total - done) / rate if rate > 0 and total else float("nan")
+        eta = f", {left / 60:.1f} min left" if not finished and left == left else ""
+        pct = f" ({100 * done / total:.0f} %)" if total else ""
+        of = f"/{total:,}" if total else ""
+        console.print(f"{description}: {done:,}{of}{pct}, {rate:.3g}/s{eta}", highlight=False)
+
+    return update
 
 
 def _load(config: Path | None):  # type: ignore[no-untyped-def]

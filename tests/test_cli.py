@@ -166,3 +166,23 @@ def test_view_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
     r = _cli("view", str(tmp_path / "notes.zarr"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "recording" in r.stderr.lower()
+
+
+def test_progress_in_a_log_file_is_a_line_now_and_then(capsys) -> None:
+    from dblink_live.cli import _progress_lines
+
+    update = _progress_lines("train", every_s=3600.0)
+    for i in range(1, 101):
+        update(i, 100)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: 100/100 (100 %)")
+    update = _progress_lines("reprocess", every_s=0.0)
+    update(25, 100)
+    err = capsys.readouterr().err
+    assert "reprocess: 25/100 (25 %)" in err and "min left" in err
+
+
+def test_simulate_in_a_log_file_reports_progress(tmp_path: Path) -> None:
+    r = _cli("simulate", "-n", "50", "-o", str(tmp_path / "s.zarr"))
+    assert r.returncode == 0, r.stderr
+    assert "simulate: " in r.stderr and "(100 %)" in r.stderr

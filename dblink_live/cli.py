@@ -607,10 +607,10 @@ def reprocess(
     weights: Annotated[
         str,
         typer.Option(
-            help="Reconstruction model: a shipped name (recon_filaments, recon_filaments_live, "
-            "recon_filaments_wrange, recon_mitochondria) or a .pt."
+            help="Reconstruction model: auto (the shipped model for the structure, from -c or "
+            "the recording, and for W), a shipped name (see `dblink-live models`) or a .pt."
         ),
-    ] = "recon_filaments",
+    ] = "auto",
     stride: Annotated[
         int | None,
         typer.Option(min=1, help="Output every S raw frames (S divides W; default W)."),
@@ -655,11 +655,13 @@ def reprocess(
             export_tiff=tiff,
             export_gif=gif,
             progress=update,
+            window_frames=window_frames,
+            structure=cfg.simulation.structure.kind if config is not None else None,
         )
     extra = f"; exported {', '.join(str(p) for p in res.exports)}" if res.exports else ""
     out.print(
         f"wrote {res.outputs} reconstructed frames (every {res.stride_frames} raw frames) with "
-        f"confidence to {res.output} in {res.seconds:.1f} s{extra}"
+        f"confidence to {res.output} in {res.seconds:.1f} s with {res.model}{extra}"
     )
 
 

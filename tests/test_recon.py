@@ -384,3 +384,46 @@ def test_models_command_rejects_other_files(tmp_path: Path) -> None:
     assert r.returncode != 0 and "not a dblink_live checkpoint" in r.stderr
     r = _cli("models", "recon_nothing")
     assert r.returncode != 0 and "recon_filaments_live" in r.stderr
+
+
+def test_shipped_model_choice_by_structure_and_window() -> None:
+    from dblink_live.recon.inference import choose_recon_weights
+
+    assert choose_recon_weights("filaments", 10) == "recon_filaments"
+    assert choose_recon_weights("filaments", 40) == "recon_filaments_wrange"
+    assert choose_recon_weights("filaments", 25) == "recon_filaments_wrange"
+    assert choose_recon_weights("mitochondria", 10) == "recon_mitochondria"
+    assert choose_recon_weights("mitochondria", 40) == "recon_mitochondria"  # none fits: warned
+    with pytest.raises(DblinkError, match="no shipped reconstruction model for 'actin'"):
+        choose_recon_weights("actin", 10)
+    fil = load_recon_model("recon_filaments", "cpu")
+    assert fil.trained_window_frames == (10, 10) and fil.window_warning(10) is None
+    assert "recon_filaments_wrange was trained for it" in fil.window_warning(40)
+    wrange = load_recon_model("recon_filaments_wrange", "cpu")
+    assert wrange.trained_window_frames == (10, 40) and wrange.window_warning(40) is None
+    mito = load_recon_model("recon_mitochondria", "cpu").window_warning(40)
+    assert "outside the range" in mito and "trained for it" not in mito
+
+
+def test_reprocess_command_window_and_auto_model(tmp_path: Path) -> None:
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "simulation:\n  structure: {kind: mitochondria}\n  camera: {width_px: 16, height_px: 16}\n"
+    )
+    sim = tmp_path / "mito.zarr"
+    assert _cli("simulate", "-c", str(small), "-n", "80", "-o", str(sim), "-q").returncode == 0
+    # --window-frames reaches the reconstruction; auto reads the structure from the recording
+    r = _cli("reprocess", str(sim), "--window-frames", "20", "--device", "cpu", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "with recon_mitochondria" in r.stdout
+    assert "outside the range recon_mitochondria was trained on" in r.stderr
+    _, attrs = Recording.open(sim).read_image("reconstruction")
+    assert attrs["window_frames"] == 20 and attrs["stride_frames"] == 20
+    assert attrs["model"]["name"] == "recon_mitochondria"
+    # the structure given with -c wins; W=40 picks the model trained for long windows
+    fil = tmp_path / "fil.yaml"
+    fil.write_text("simulation:\n  camera: {width_px: 16, height_px: 16}\n")
+    r = _cli("reprocess", str(sim), "-c", str(fil), "--window-frames", "40", "--overwrite", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "with recon_filaments_wrange" in r.stdout and "outside the range" not in r.stderr
+    assert Recording.open(sim).read_image("reconstruction")[1]["window_frames"] == 40

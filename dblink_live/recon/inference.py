@@ -15,6 +15,7 @@ one full window pass per output frame.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,11 +28,18 @@ import zarr
 
 from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_names, shipped_or_path
 from dblink_live.config import ReconModelConfig
+from dblink_live.errors import DblinkError
 from dblink_live.localize.base import resolve_device
 from dblink_live.recon.model import ConvBiLSTM
 from dblink_live.recon.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
-__all__ = ["LoadedModel", "load_recon_model", "reconstruct_sequence", "resolve_recon_weights"]
+__all__ = [
+    "LoadedModel",
+    "choose_recon_weights",
+    "load_recon_model",
+    "reconstruct_sequence",
+    "resolve_recon_weights",
+]
 
 Progress = Callable[[int, int, str], None]
 
@@ -52,6 +60,27 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def trained_window_frames(self) -> tuple[int, int]:
+        """Range of W (raw frames per map) the model was trained on, (low, high)."""
+        return _trained_window_range(self.checkpoint)
+
+    def window_warning(self, window_frames: int) -> str | None:
+        """A warning when ``window_frames`` lies outside the W range the model was trained on
+        (it still runs, the input being normalized, but makes more false positives)."""
+        lo, hi = self.trained_window_frames
+        if lo <= window_frames <= hi:
+            return None
+        rng = f"W={lo}" if lo == hi else f"W={lo}..{hi}"
+        better = [
+            n for n in shipped_names("recon_") if _shipped_fits(n, self.structure, window_frames)
+        ]
+        hint = f"; {better[0]} was trained for it" if better else ""
+        return (
+            f"W={window_frames} is outside the range {self.name} was trained on ({rng}): expect "
+            f"more false positives{hint}"
+        )
+
     def describe(self) -> dict[str, Any]:
         """Stored with every reconstruction: which model, trained for which grid."""
         return {
@@ -63,6 +92,52 @@ class LoadedModel:
             "window_frames": self.window_frames,
             "architecture": self.checkpoint["architecture"],
         }
+
+
+def _trained_window_range(ckpt: dict[str, Any]) -> tuple[int, int]:
+    rng = ((ckpt.get("config") or {}).get("recon_training") or {}).get("window_frames")
+    if rng:
+        return int(rng[0]), int(rng[1])
+    w = int(ckpt["grid"]["window_frames"])
+    return w, w
+
+
+@functools.cache
+def _shipped_facts(name: str) -> tuple[str, tuple[int, int]]:
+    """(structure, trained W range) of a shipped reconstruction model."""
+    ckpt = torch.load(resolve_recon_weights(name), map_location="cpu", weights_only=False)
+    return str(ckpt.get("structure", "unknown")), _trained_window_range(ckpt)
+
+
+def _shipped_fits(name: str, structure: str, window_frames: int) -> bool:
+    kind, (lo, hi) = _shipped_facts(name)
+    return kind == structure and lo <= window_frames <= hi and not name.endswith("_live")
+
+
+def choose_recon_weights(structure: str, window_frames: int) -> str:
+    """The shipped model for offline use on ``structure`` at W = ``window_frames``.
+
+    ``recon_<structure>`` when it was trained for that W, else another shipped model of that
+    structure trained for it (e.g. ``recon_filaments_wrange`` for W = 40), else
+    ``recon_<structure>`` anyway (the caller warns). Live models (``*_live``) are left to the
+    live pipeline.
+
+    Raises
+    ------
+    DblinkError
+        if no model is shipped for ``structure``.
+    """
+    default = f"recon_{structure}"
+    names = shipped_names("recon_")
+    if default not in names:
+        raise DblinkError(
+            f"no shipped reconstruction model for {structure!r} (shipped: {', '.join(names)}); "
+            "give --weights"
+        )
+    fitting = [n for n in names if _shipped_fits(n, structure, window_frames)]
+    if default in fitting or not fitting:
+        return default
+    return fitting[0]
 
 
 def resolve_recon_weights(weights: str | Path) -> Path:

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,12 @@ from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.recon.data import count_maps_torch, map_scale
-from dblink_live.recon.inference import LoadedModel, load_recon_model, reconstruct_sequence
+from dblink_live.recon.inference import (
+    LoadedModel,
+    choose_recon_weights,
+    load_recon_model,
+    reconstruct_sequence,
+)
 from dblink_live.sim.scene import grid_shape
 
 __all__ = ["ReprocessResult", "reconstruct_localizations", "reprocess"]
@@ -31,6 +36,8 @@ __all__ = ["ReprocessResult", "reconstruct_localizations", "reprocess"]
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 _TABLE_SUFFIXES = {".csv", ".h5", ".hdf5", ".txt"}
+#: W for ``weights="auto"`` when none is given (the shipped models' training W).
+DEFAULT_WINDOW_FRAMES = 10
 
 
 @dataclass
@@ -42,6 +49,10 @@ class ReprocessResult:
     stride_frames: int
     seconds: float
     exports: list[Path]
+    #: name of the model used
+    model: str = ""
+    #: what the user should know (e.g. W outside the model's training range)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _check_stride(stride: int, window: int) -> int:
@@ -173,7 +184,7 @@ def reprocess(
     input_path: str | Path,
     *,
     output: str | Path | None = None,
-    weights: str = "recon_filaments",
+    weights: str = "auto",
     stride: int | None = None,
     chunk_maps: int = 32,
     device: str = "auto",
@@ -185,17 +196,27 @@ def reprocess(
     export_gif: bool = False,
     progress: Progress | None = None,
     window_frames: int | None = None,
+    structure: str | None = None,
 ) -> ReprocessResult:
     """Reconstruct a whole recording offline with full bidirectional context.
 
     See the module docstring; ``stride`` (default W) sets the output interval in raw frames.
+    ``weights="auto"`` picks the shipped model for the structure (``structure``, else the one in
+    the recording's stored config, else filaments) and W (``window_frames``, default 10): see
+    :func:`~dblink_live.recon.inference.choose_recon_weights`. A W outside the range the model
+    was trained on is run, with a warning in the result.
     """
     input_path = Path(input_path)
     t0 = time.perf_counter()
-    model = load_recon_model(weights, device)
     locs, fov, n_frames, interval, rec = _open_localizations(
         input_path, pixel_size_nm, localizer, device, progress
     )
+    if weights == "auto":
+        stored = ((rec.config or {}).get("simulation") or {}) if rec is not None else {}
+        kind = structure or (stored.get("structure") or {}).get("kind") or "filaments"
+        weights = choose_recon_weights(kind, window_frames or DEFAULT_WINDOW_FRAMES)
+        log.info("model for %s at W=%s: %s", kind, window_frames or DEFAULT_WINDOW_FRAMES, weights)
+    model = load_recon_model(weights, device)
     interval = frame_interval_s or interval
     if rec is not None and (output is None or Path(output).resolve() == input_path.resolve()):
         target = Recording.open(input_path, mode="r+")
@@ -216,6 +237,9 @@ def reprocess(
         target.append_localizations(locs)
     w = window_frames or model.window_frames
     stride = w if stride is None else stride
+    warnings = [m for m in (model.window_warning(w),) if m]
+    for m in warnings:
+        log.warning(m)
     for name in ("reconstruction", "confidence"):
         if name in target.group and not overwrite:
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")
@@ -259,7 +283,9 @@ def reprocess(
                     data, base.with_name(base.name + "_preview.gif"), stride * interval
                 )
             )
-    return ReprocessResult(target.path, n, stride, time.perf_counter() - t0, exports)
+    return ReprocessResult(
+        target.path, n, stride, time.perf_counter() - t0, exports, model.name, warnings
+    )
 
 
 def export_tiff_stack(data: np.ndarray, path: Path, bin_nm: float, interval_s: float) -> Path:
@@ -310,4 +336,6 @@ def describe_result(res: ReprocessResult) -> dict[str, Any]:
         "stride_frames": res.stride_frames,
         "seconds": res.seconds,
         "exports": [str(p) for p in res.exports],
+        "model": res.model,
+        "warnings": list(res.warnings),
     }

@@ -196,6 +196,7 @@ class Pipeline:
         self._last_output_end = 0  # first frame after the newest output's window
         self._results = LiveResults()
         self._warned: set[str] = set()
+        self._window_warning: str | None = None
         self.recording: Recording | None = None
         self.ring: FrameRing | None = None
         self.recorder: Recorder | None = None
@@ -451,6 +452,10 @@ class Pipeline:
             fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
             self.grid_yx = grid_shape(fov, self.bin_nm)
         self.window = w
+        if self.model is not None:
+            self._window_warning = self.model.window_warning(w)
+            if self._window_warning:
+                log.warning(self._window_warning)
         with self._lock:
             self._results = replace(
                 self._results, pixel_size_nm=px, bin_nm=self.bin_nm, window_frames=w
@@ -826,6 +831,8 @@ class Pipeline:
         if bad:
             out.append(f"{bad} frames rejected (wrong shape or dtype)")
         model = self.model
+        if self._window_warning:
+            out.append(self._window_warning)
         if model is not None and self._frames_localized > 5 * self.window and density > 0:
             lo, hi = _training_density(model)
             if lo is not None and not (0.5 * lo <= density <= 2 * hi):

@@ -243,6 +243,20 @@ def test_a_failing_worker_fails_the_pipeline_but_the_recording_is_complete(
         pipe.start()
 
 
+def test_a_window_outside_the_models_training_range_is_warned(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    cfg = _small().updated(grid={"window_frames": 20})
+    pipe = Pipeline(ReplaySource(small_recording, speed=0), tmp_path / "w20.zarr", config=cfg)
+    status = pipe.run()
+    assert status.state is PipelineState.FINISHED and status.outputs == 15
+    (warning,) = [w for w in status.warnings if "outside the range" in w]
+    assert "W=20" in warning and "recon_filaments_live" in warning
+    assert "recon_filaments_wrange was trained for it" in warning
+    ok = Pipeline(ReplaySource(small_recording, speed=0), tmp_path / "w10.zarr", config=_small())
+    assert not [w for w in ok.run().warnings if "outside the range" in w]
+
+
 def test_a_failed_start_reports_and_does_not_hang(small_recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.zarr"
     pipe = Pipeline(ReplaySource(small_recording), out, recon=tmp_path / "missing.pt")

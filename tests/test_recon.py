@@ -427,3 +427,31 @@ def test_reprocess_command_window_and_auto_model(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "with recon_filaments_wrange" in r.stdout and "outside the range" not in r.stderr
     assert Recording.open(sim).read_image("reconstruction")[1]["window_frames"] == 40
+    # evaluating at W=40 redraws the simulation's ground truth on that grid
+    report = tmp_path / "ev40.json"
+    r = _cli("evaluate", str(sim), "-o", str(report), "--figure", str(tmp_path / "ev40.png"))
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(report.read_text())
+    assert ev["window_frames"] == 40 and ev["maps"] == 2
+    assert 0 < ev["reconstruction"]["tol1"]["recall"] <= 1
+
+
+def test_redrawn_ground_truth_equals_the_stored_one_and_refuses_a_tampered_one(
+    tmp_path: Path,
+) -> None:
+    from dblink_live.recon.evaluate import _truth_on_grid
+    from dblink_live.sim.record import simulate_recording
+
+    cfg = RunConfig().updated(simulation={"camera": {"width_px": 16, "height_px": 16}})
+    path = tmp_path / "s.zarr"
+    simulate_recording(cfg, path, n_frames=60, seed=7)
+    rec = Recording.open(path)
+    stored = rec.read_image("gt/skeleton")
+    (skel, _meta), (struct, _) = _truth_on_grid(rec, stored, 40.0, 10)  # the stored grid
+    assert np.array_equal(skel, stored[0]) and skel.any()
+    assert np.array_equal(struct, rec.read_image("gt/structure")[0])
+    (skel20, meta20), _ = _truth_on_grid(rec, stored, 40.0, 20)
+    assert skel20.shape == (3, *skel.shape[1:]) and meta20["window_frames"] == 20
+    tampered = (np.roll(stored[0], 5, axis=-1), stored[1])
+    with pytest.raises(DblinkError, match="does not reproduce"):
+        _truth_on_grid(rec, tampered, 40.0, 20)

@@ -72,6 +72,40 @@ def _scores(pred_bin: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     return {f"tol{t}": score_reconstruction(pred_bin, truth, t).to_dict() for t in (0, 1)}
 
 
+def _truth_on_grid(
+    rec: Recording, stored: tuple[np.ndarray, dict[str, Any]], bin_nm: float, w: int
+) -> tuple[tuple[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
+    """Ground truth (skeleton, structure) redrawn from the stored simulation on another grid.
+
+    The scene is rebuilt from the recording's config and seed; it must redraw the stored
+    ground-truth map 0 exactly, else the recording cannot be trusted for this and it says so.
+    """
+    from dblink_live.config import config_from_dict
+    from dblink_live.sim.scene import Scene
+
+    data, attrs = stored
+    where = (
+        f"{rec.path}: its ground truth is on a {attrs['bin_nm']:g} nm grid at "
+        f"W={attrs['window_frames']}, the reconstruction on {bin_nm:g} nm at W={w}"
+    )
+    if not rec.meta.get("simulated") or rec.config is None:
+        raise DblinkError(f"{where}, and the simulation cannot be redrawn; simulate with that W")
+    cfg = config_from_dict(rec.config)
+    seed = (rec.meta.get("simulation") or {}).get("seed", cfg.simulation.seed)
+    scene = Scene(cfg.simulation, n_frames=cfg.simulation.n_frames, seed=seed)
+    same = cfg.grid.model_copy(
+        update={"bin_nm": float(attrs["bin_nm"]), "window_frames": int(attrs["window_frames"])}
+    )
+    if len(data) and not np.array_equal(scene.ground_truth_maps(same, 0, 1)[1][0], data[0]):
+        raise DblinkError(f"{where}, and redrawing it does not reproduce the stored one")
+    grid = cfg.grid.model_copy(update={"bin_nm": bin_nm, "window_frames": w})
+    n = rec.n_frames // w
+    log.info("ground truth redrawn from the simulation for %d maps at W=%d", n, w)
+    _, skel, struct = scene.ground_truth_maps(grid, 0, n)
+    meta = {"bin_nm": bin_nm, "window_frames": w, "redrawn": True}
+    return (skel, meta), (struct, dict(meta))
+
+
 def evaluate_recording(
     path: str | Path,
     *,
@@ -101,10 +135,8 @@ def evaluate_recording(
     w = int(attrs["window_frames"])
     stride = int(attrs["stride_frames"])
     if abs(float(skel[1]["bin_nm"]) - bin_nm) > 1e-6 or int(skel[1]["window_frames"]) != w:
-        raise DblinkError(
-            f"ground truth grid ({skel[1]['bin_nm']} nm, W={skel[1]['window_frames']}) differs "
-            f"from the reconstruction's ({bin_nm} nm, W={w}); simulate with the model's grid"
-        )
+        # e.g. reprocessed at W = 40 a simulation recorded with W = 10 ground truth
+        skel, struct = _truth_on_grid(rec, skel, bin_nm, w)
     model = attrs.get("model", {})
     target = model.get("target") or (
         "structure" if model.get("structure") == "mitochondria" else "skeleton"

@@ -89,3 +89,23 @@ def test_bench_delay_quick(tmp_path: Path, repo: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["results"]
     assert rows[0]["delay_maps"] == 0 and rows[-1]["label"] == "full"
+
+
+def test_gpu_check_script_refers_to_what_exists(repo: Path) -> None:
+    """scripts/gpu_check.sh only runs on a GPU machine: check here that it parses and that every
+    script, config and option it uses exists."""
+    import re
+    import shutil
+
+    script = repo / "scripts" / "gpu_check.sh"
+    bash = shutil.which("bash")
+    assert bash and subprocess.run([bash, "-n", str(script)]).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    for cfg in re.findall(r"configs/\S+\.yaml", text):
+        assert (repo / cfg).is_file(), cfg
+    calls = re.findall(r"(scripts/\w+\.py)([^\n]*)", text)
+    assert len(calls) == 4
+    for path, args in calls:
+        helptext = _run(repo, Path(path).name, "--help").stdout
+        for flag in re.findall(r"(--[a-z-]+)", args):
+            assert flag in helptext, (path, flag)

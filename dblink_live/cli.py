@@ -261,7 +261,7 @@ def models(
     for r in rows:
         if r["kind"] == "reconstruction":
             a = r["architecture"]
-            w_rng = r.get("trained_window_frames") or [r["window_frames"]] * 2
+            w_rng = r["trained_window_frames"]
             w_txt = f"W={w_rng[0]}" if w_rng[0] == w_rng[1] else f"W={w_rng[0]}..{w_rng[1]}"
             use = f"{r['structure']} ({r['target']})"
             grid = f"{r['bin_nm']:g} nm bins, {w_txt}"

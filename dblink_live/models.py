@@ -1,8 +1,8 @@
 """What a checkpoint is for: the facts ``dblink-live models`` shows about shipped or own weights.
 
 Every checkpoint describes itself (architecture, grid, training config and metrics); this module
-reads those facts without building the network, so a microscopist can pick the model that fits
-an experiment (structure, window W, compute) before running anything.
+reads those facts without loading the weights into a network, so a microscopist can pick the
+model that fits an experiment (structure, window W, compute) before running anything.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def _parameters(state: dict[str, torch.Tensor] | None) -> int:
 
 
 def _recon_facts(ckpt: dict[str, Any]) -> dict[str, Any]:
+    from dblink_live.recon.inference import _trained_window_range
     from dblink_live.recon.model import ConvBiLSTM
 
     arch = dict(ckpt["architecture"])
@@ -38,7 +39,7 @@ def _recon_facts(ckpt: dict[str, Any]) -> dict[str, Any]:
         "target": ckpt.get("target", "skeleton"),
         "bin_nm": ckpt["grid"]["bin_nm"],
         "window_frames": ckpt["grid"]["window_frames"],
-        "trained_window_frames": training.get("window_frames"),
+        "trained_window_frames": list(_trained_window_range(ckpt)),
         "trained_density_per_um2": training.get("density_per_um2"),
         "architecture": arch,
         "gmac_per_128px_map": model.macs_per_pixel() * 128 * 128 / 1e9,

@@ -846,11 +846,10 @@ class Pipeline:
 def auto_recon_weights(structure: str) -> str:
     """Shipped model for live use: ``recon_<structure>_live`` (a lighter network, ~3x less
     compute per streamed map) when shipped, else ``recon_<structure>``."""
-    from importlib import resources
+    from dblink_live.checkpoints import shipped_names
 
     live = f"recon_{structure}_live"
-    shipped = resources.files("dblink_live") / "weights" / f"{live}.pt"
-    return live if shipped.is_file() else f"recon_{structure}"
+    return live if live in shipped_names("recon_") else f"recon_{structure}"
 
 
 def _training_density(model: LoadedModel) -> tuple[float | None, float | None]:

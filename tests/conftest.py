@@ -1,13 +1,30 @@
-"""Shared fixtures. Qt runs offscreen; GPU tests skip without CUDA; reference data may be absent."""
+"""Shared fixtures. Qt runs offscreen; GPU tests skip without CUDA; reference data may be absent.
+
+Tests marked ``isolated`` run in a child pytest process (see :func:`pytest_pyfunc_call`): they
+drive third-party native code (Micro-Manager's C++ DemoCamera adapter) whose crash would
+otherwise abort the whole run with no test report.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Load Micro-Manager's SWIG extension before pytest-qt loads Qt: other Micro-Manager projects
+# found import-order-dependent native crashes when Qt came first (napari-micromanager CI,
+# pymmcore issues 119 and 182). A precaution; no such crash has been reproduced here.
+with contextlib.suppress(ImportError):
+    import pymmcore  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -26,6 +43,81 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+#: set in the child process that runs an ``isolated`` test
+_IN_CHILD = "DBLINK_TEST_ISOLATED_CHILD"
+#: a native crash (the child killed by a signal) is retried this many times, with a warning
+ISOLATED_CRASH_RETRIES = 1
+
+
+def _crash_digest(output: str, context_lines: int = 15) -> str:
+    """The informative part of a crashed child's output: what it printed just before the fatal
+    error (a C++ ``terminate`` message, for instance), the error line, and the stack of the
+    thread that crashed (faulthandler's "Current thread" block)."""
+    lines = output.splitlines()
+    fatal = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return "\n".join(lines[-40:])
+    part = lines[max(0, fatal - context_lines) : fatal + 1]
+    rest = range(fatal, len(lines))
+    current = next((i for i in rest if lines[i].startswith("Current thread")), None)
+    if current is not None:
+        end = next((i for i in range(current, len(lines)) if not lines[i].strip()), len(lines))
+        part += ["...", *lines[current:end]]
+    return "\n".join(part)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``isolated`` test in a child pytest process and report its outcome here.
+
+    A failure in the child fails the test with the child's output. A child killed by a signal
+    (a crash in native code) is reported as a warning with its crash digest and run again, at
+    most ``ISOLATED_CRASH_RETRIES`` times; crashing every time fails the test with the digest.
+    """
+    if pyfuncitem.get_closest_marker("isolated") is None or os.environ.get(_IN_CHILD):
+        return None
+    __tracebackhide__ = True
+    timeout_marker = pyfuncitem.get_closest_marker("timeout")
+    limit = float(timeout_marker.args[0]) if timeout_marker and timeout_marker.args else 300.0
+    deadline = time.monotonic() + limit - 5.0  # inside this test's own pytest-timeout
+    env = {**os.environ, _IN_CHILD: "1"}
+    for attempt in range(ISOLATED_CRASH_RETRIES + 1):
+        with tempfile.TemporaryDirectory(prefix="dblink-isolated-") as basetemp:
+            cmd = [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q"]
+            cmd += ["-p", "no:cacheprovider", "--basetemp", basetemp]
+            try:
+                proc = subprocess.run(
+                    cmd,
+                    cwd=pyfuncitem.config.rootpath,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
+            except subprocess.TimeoutExpired as exc:
+                partial = exc.stdout or b""
+                text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+                pytest.fail(f"the child process ran past this test's {limit:.0f} s:\n{text}")
+        out = proc.stdout + proc.stderr
+        if proc.returncode == 0:
+            return True
+        if proc.returncode > 0:  # an ordinary failure (or nothing collected): report it
+            pytest.fail(f"failed in its child process (exit {proc.returncode}):\n{out[-6000:]}")
+        digest = _crash_digest(out)
+        if attempt < ISOLATED_CRASH_RETRIES:
+            warnings.warn(
+                pytest.PytestWarning(
+                    f"{pyfuncitem.nodeid}: the child process crashed (signal "
+                    f"{-proc.returncode}) and is run again; crash digest:\n{digest}"
+                ),
+                stacklevel=1,
+            )
+    pytest.fail(
+        f"the child process crashed (signal {-proc.returncode}) on every one of "
+        f"{ISOLATED_CRASH_RETRIES + 1} runs; crash digest:\n{digest}"
+    )
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ def _record(source, ring_capacity: int, path: Path) -> tuple[Recording, Recorder
 
 
 @pytest.mark.mm
+@pytest.mark.isolated
 @pytest.mark.timeout(120)
 def test_democamera_frames_arrive_in_order_and_are_all_recorded(tmp_path: Path) -> None:
     adapters, config = demo_camera_paths()
@@ -73,6 +74,7 @@ def test_democamera_frames_arrive_in_order_and_are_all_recorded(tmp_path: Path) 
 
 
 @pytest.mark.mm
+@pytest.mark.isolated
 @pytest.mark.timeout(120)
 def test_bad_frames_from_the_camera_are_counted_not_fatal(tmp_path: Path) -> None:
     adapters, config = demo_camera_paths()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_bench_sim_quick(tmp_path: Path, repo: Path) -> None:
     out = tmp_path / "bench.json"
@@ -109,3 +111,14 @@ def test_gpu_check_script_refers_to_what_exists(repo: Path) -> None:
         helptext = _run(repo, Path(path).name, "--help").stdout
         for flag in re.findall(r"(--[a-z-]+)", args):
             assert flag in helptext, (path, flag)
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(300)
+def test_stress_democamera_counts_rounds(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "stress.json"
+    r = _run(repo, "stress_democamera.py", "--children", "2", "--rounds", "2", "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["rounds"] == data["rounds_ok"] == 4
+    assert data["crashed_children"] == data["failed_children"] == 0

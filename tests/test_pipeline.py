@@ -3,12 +3,15 @@ lossless recorder, stop mid-acquisition, a killed process, bad frames, failures,
 
 from __future__ import annotations
 
+import gc
 import json
+import multiprocessing
 import signal
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +86,15 @@ def test_replay_through_the_pipeline_reproduces_the_recording(
     assert copy.pixel_size_nm == src.pixel_size_nm
     assert copy.read_image("reconstruction")[0].shape[0] == 30
     assert status.outputs == 30 and status.maps_in == 30
+    # a finished run leaves nothing behind: no worker thread, no child process, and the
+    # pipeline itself is collectable (the viewer starts run after run in one process)
+    ours = ("dblink-", "recorder", "ring-writer", "recon-worker")
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(ours)]
+    assert multiprocessing.active_children() == []
+    ref = weakref.ref(pipe)
+    del pipe
+    gc.collect()
+    assert ref() is None
 
 
 class _SlowLocalizer:
@@ -300,6 +312,7 @@ def test_demo_command_headless_writes_recording_and_summary(tmp_path: Path, caps
 
 
 @pytest.mark.mm
+@pytest.mark.isolated
 @pytest.mark.timeout(240)
 def test_live_command_on_the_democamera(tmp_path: Path, capsys) -> None:
     from dblink_live.acquire import demo_camera_paths

@@ -11,6 +11,7 @@ Usage::
 
     python scripts/stress_democamera.py                       # 4 children x 10 rounds
     python scripts/stress_democamera.py --children 6 --rounds 40 -o stress.json
+    python scripts/stress_democamera.py --plain      # pycromanager alone, as the control
 """
 
 from __future__ import annotations
@@ -24,7 +25,36 @@ import time
 from pathlib import Path
 
 
-def _child(rounds: int, frames: int) -> None:
+def _plain_round(adapters: str, config: str, frames: int) -> int:
+    """One acquisition with pycromanager alone (none of dblink_live's code): the control."""
+    import numpy as np
+    from pycromanager import (
+        Acquisition,
+        Core,
+        multi_d_acquisition_events,
+        start_headless,
+        stop_headless,
+    )
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    start_headless(adapters, config, python_backend=True, buffer_size_mb=64)
+    try:
+        Core().set_exposure(5.0)
+        copies: list[np.ndarray] = []
+
+        def hook(image, metadata):
+            copies.append(np.array(image, copy=True))
+
+        with Acquisition(show_display=False, image_process_fn=hook) as acq:
+            acq.acquire(multi_d_acquisition_events(num_time_points=frames))
+        return len(copies)
+    finally:
+        stop_headless()
+        if hasattr(Engine, "singleton"):
+            del Engine.singleton
+
+
+def _child(rounds: int, frames: int, plain: bool) -> None:
     import faulthandler
 
     faulthandler.enable(all_threads=True)
@@ -33,6 +63,13 @@ def _child(rounds: int, frames: int) -> None:
 
     adapters, config = demo_camera_paths()
     for i in range(rounds):
+        if plain:
+            got = _plain_round(adapters, config, frames)
+            if got != frames:
+                print(f"round {i}: {got} of {frames} frames", flush=True)
+                sys.exit(1)
+            print(f"round {i}: ok", flush=True)
+            continue
         src = MicroManagerSource(
             n_frames=frames,
             exposure_ms=5.0,
@@ -58,15 +95,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="acquisitions per child")
     ap.add_argument("--frames", type=int, default=25, help="frames per acquisition")
     ap.add_argument("-o", "--output", type=Path, default=Path("stress_democamera.json"))
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="pycromanager alone, none of dblink_live's acquisition code (the control)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.rounds, args.frames)
+        _child(args.rounds, args.frames, args.plain)
         return
     children = []
     t0 = time.perf_counter()
     for k in range(args.children):
         cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds)]
+        cmd += ["--plain"] if args.plain else []
         proc = subprocess.run([*cmd, "--frames", str(args.frames)], capture_output=True, text=True)
         out = proc.stdout + proc.stderr
         ok = sum(line.endswith(": ok") for line in proc.stdout.splitlines())
@@ -85,6 +128,7 @@ def main() -> None:
         "crashed_children": sum(c["exit"] < 0 for c in children),
         "failed_children": sum(c["exit"] > 0 for c in children),
         "frames_per_round": args.frames,
+        "plain_pycromanager": args.plain,
         "wall_s": round(time.perf_counter() - t0, 1),
         "children": children,
     }

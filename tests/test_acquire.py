@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,30 @@ def test_democamera_frames_arrive_in_order_and_are_all_recorded(tmp_path: Path) 
     back = Recording.open(tmp_path / "mm.zarr")
     assert back.n_frames == 25 and back.read_frames().dtype == np.uint16
     assert back.read_frames().std() > 0  # real DemoCamera images, not zeros
+
+
+@pytest.mark.mm
+@pytest.mark.isolated
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_stopping_frees_the_core_and_its_native_threads() -> None:
+    """Acquisition after acquisition in one process (the viewer's Start, Stop, Start) must not
+    keep each stopped Micro-Manager core alive with its logging and thread-pool threads."""
+    from pycromanager import Core
+
+    adapters, config = demo_camera_paths()
+    tasks, cores = [], []
+    for _ in range(3):
+        src = MicroManagerSource(
+            n_frames=3, exposure_ms=5.0, adapter_path=adapters, config_file=config
+        )
+        src.start()
+        cores.append(weakref.ref(Core()))
+        src.run(lambda frame, meta: None, threading.Event())
+        src.stop()
+        tasks.append(len(list(Path("/proc/self/task").iterdir())))
+    assert [ref() for ref in cores] == [None, None, None]  # each core was freed
+    assert tasks[2] <= tasks[0], tasks  # native threads do not pile up
 
 
 @pytest.mark.mm

@@ -10,6 +10,7 @@ running Micro-Manager application (Java backend, ZMQ port).
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -47,6 +48,28 @@ def _install_python_core(core: Any) -> None:
         raise DblinkError("a Micro-Manager core is already running in this process; stop it first")
     launcher._PYMMCORES.append(core)
     Engine(Core())
+
+
+#: Attributes pycromanager's launcher (and ``_wait_instead_of_spinning``) set on a core: bound
+#: methods and closures that refer back to it.
+_CORE_ADDITIONS = (
+    "get_tagged_image",
+    "pop_next_tagged_image",
+    "TaggedImage",
+    "_dblink_patient_pop",
+)
+
+
+def _release_core(core: Any) -> None:
+    """Drop what refers a stopped core back to itself, so that it can be freed.
+
+    Left in place, these self-references keep the core alive after ``stop_headless``, with its
+    native logging and thread-pool threads (three per core) and its circular buffer: one leaked
+    core per start/stop in a process that runs acquisition after acquisition.
+    """
+    for name in _CORE_ADDITIONS:
+        if name in getattr(core, "__dict__", {}):
+            delattr(core, name)
 
 
 #: How long the core's pop waits for an image before reporting none (s), and its poll period.
@@ -178,15 +201,21 @@ class MicroManagerSource:
             self.frame_interval_s = float(core.get_exposure()) / 1e3
 
     def stop(self) -> None:
-        """Stop the headless core (so another can start in this process)."""
+        """Stop the headless core and free it (so another can start in this process)."""
         if (self.headless or self._core_factory is not None) and self._started:
+            from mmpycorex import launcher
             from pycromanager import stop_headless
             from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
+            cores = list(launcher._PYMMCORES)
             stop_headless()
             if hasattr(Engine, "singleton"):
                 del Engine.singleton
             self._started = False
+            for core in cores:
+                _release_core(core)
+            del cores
+            gc.collect()
 
     def run(self, sink: FrameSink, stop: threading.Event) -> int:
         """Acquire ``n_frames`` frames, handing each to ``sink``; ``stop`` aborts cleanly."""

@@ -7,7 +7,6 @@ otherwise abort the whole run with no test report.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -19,12 +18,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-# Load Micro-Manager's SWIG extension before pytest-qt loads Qt: other Micro-Manager projects
-# found import-order-dependent native crashes when Qt came first (napari-micromanager CI,
-# pymmcore issues 119 and 182). A precaution; no such crash has been reproduced here.
-with contextlib.suppress(ImportError):
-    import pymmcore  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -72,6 +72,33 @@ def _release_core(core: Any) -> None:
             delattr(core, name)
 
 
+#: After a camera reports its sequence stopped, how long to wait before unloading it (s).
+CAMERA_EXIT_GRACE_S = 0.25
+
+
+def _let_camera_thread_exit(core: Any, timeout_s: float = 5.0) -> None:
+    """Wait until the camera's sequence thread has (very probably) exited.
+
+    A C++ camera adapter can report its sequence stopped before its acquisition thread has
+    finished: the DemoCamera sets its stopped flag, then calls back into the core
+    (``OnThreadExiting`` -> ``AcqFinished``), and its ``StopSequenceAcquisition`` does not wait
+    for a thread already flagged stopped. Unloading the devices in that window lets the exiting
+    thread use a freed camera: a native crash, now or later, through the corrupted heap (seen
+    under CPU load: ``AcqFinished`` -> ``DeviceManager::GetDevice`` segfaulting). No core call
+    tells when the thread is gone, so this waits for the sequence to stop (stopping it after
+    ``timeout_s``) and then ``CAMERA_EXIT_GRACE_S`` more.
+    """
+    try:
+        deadline = time.monotonic() + timeout_s
+        while core.is_sequence_running() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if core.is_sequence_running():
+            core.stop_sequence_acquisition()
+    except Exception:  # a core that is already half torn down: nothing left to wait for
+        return
+    time.sleep(CAMERA_EXIT_GRACE_S)
+
+
 #: How long the core's pop waits for an image before reporting none (s), and its poll period.
 POP_WAIT_S = 0.002
 POP_POLL_S = 0.0005
@@ -208,6 +235,9 @@ class MicroManagerSource:
             from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
             cores = list(launcher._PYMMCORES)
+            if self._core_factory is None:  # C++ camera adapters: let their threads finish
+                for core in cores:
+                    _let_camera_thread_exit(core)
             stop_headless()
             if hasattr(Engine, "singleton"):
                 del Engine.singleton

@@ -26,7 +26,8 @@ from pathlib import Path
 
 
 def _plain_round(adapters: str, config: str, frames: int) -> int:
-    """One acquisition with pycromanager alone (none of dblink_live's code): the control."""
+    """One acquisition with pycromanager alone (none of dblink_live's acquisition code): the
+    control. Before stopping it waits as ``MicroManagerSource.stop`` does."""
     import numpy as np
     from pycromanager import (
         Acquisition,
@@ -36,6 +37,8 @@ def _plain_round(adapters: str, config: str, frames: int) -> int:
         stop_headless,
     )
     from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    from dblink_live.acquire.micromanager import CAMERA_EXIT_GRACE_S
 
     start_headless(adapters, config, python_backend=True, buffer_size_mb=64)
     try:
@@ -49,6 +52,10 @@ def _plain_round(adapters: str, config: str, frames: int) -> int:
             acq.acquire(multi_d_acquisition_events(num_time_points=frames))
         return len(copies)
     finally:
+        # the same wait as MicroManagerSource.stop, so that the two differ only in our code
+        while Core().is_sequence_running():
+            time.sleep(0.005)
+        time.sleep(CAMERA_EXIT_GRACE_S)
         stop_headless()
         if hasattr(Engine, "singleton"):
             del Engine.singleton

@@ -10,7 +10,7 @@ running Micro-Manager application (Java backend, ZMQ port).
 
 from __future__ import annotations
 
-import gc
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +24,8 @@ from dblink_live.acquire.base import FrameSink
 from dblink_live.errors import DblinkError
 
 __all__ = ["MicroManagerSource", "demo_camera_paths"]
+
+log = logging.getLogger(__name__)
 
 
 def demo_camera_paths() -> tuple[str, str]:
@@ -50,26 +52,25 @@ def _install_python_core(core: Any) -> None:
     Engine(Core())
 
 
-#: Attributes pycromanager's launcher (and ``_wait_instead_of_spinning``) set on a core: bound
-#: methods and closures that refer back to it.
-_CORE_ADDITIONS = (
-    "get_tagged_image",
-    "pop_next_tagged_image",
-    "TaggedImage",
-    "_dblink_patient_pop",
-)
+#: Stopped cores, kept for the life of the process (see ``_park_core``).
+_STOPPED_CORES: list[Any] = []
 
 
-def _release_core(core: Any) -> None:
-    """Drop what refers a stopped core back to itself, so that it can be freed.
+def _park_core(core: Any) -> None:
+    """Keep a stopped core alive, with its circular buffer shrunk to 1 MB.
 
-    Left in place, these self-references keep the core alive after ``stop_headless``, with its
-    native logging and thread-pool threads (three per core) and its circular buffer: one leaked
-    core per start/stop in a process that runs acquisition after acquisition.
+    A core is never destroyed here: its destructor joins the core's logging thread, and under
+    load that join has been seen to wait forever (1 stop in about 2,000 in
+    ``scripts/stress_democamera.py``), which would freeze the caller. pycromanager never
+    destroys its cores either (its launcher's self-references keep them alive); this makes that
+    explicit and gives back the buffer (64 MB reserved per core). What stays: three idle native
+    threads per stopped core.
     """
-    for name in _CORE_ADDITIONS:
-        if name in getattr(core, "__dict__", {}):
-            delattr(core, name)
+    try:
+        core.set_circular_buffer_memory_footprint(1)
+    except Exception as exc:  # the core is stopped; only memory is at stake
+        log.debug("could not shrink a stopped core's circular buffer: %s", exc)
+    _STOPPED_CORES.append(core)
 
 
 #: After a camera reports its sequence stopped, how long to wait before unloading it (s).
@@ -228,7 +229,7 @@ class MicroManagerSource:
             self.frame_interval_s = float(core.get_exposure()) / 1e3
 
     def stop(self) -> None:
-        """Stop the headless core and free it (so another can start in this process)."""
+        """Stop the headless core (so another can start in this process)."""
         if (self.headless or self._core_factory is not None) and self._started:
             from mmpycorex import launcher
             from pycromanager import stop_headless
@@ -243,9 +244,7 @@ class MicroManagerSource:
                 del Engine.singleton
             self._started = False
             for core in cores:
-                _release_core(core)
-            del cores
-            gc.collect()
+                _park_core(core)
 
     def run(self, sink: FrameSink, stop: threading.Event) -> int:
         """Acquire ``n_frames`` frames, handing each to ``sink``; ``stop`` aborts cleanly."""

@@ -95,7 +95,8 @@ def _let_camera_thread_exit(core: Any, timeout_s: float = 5.0) -> None:
             time.sleep(0.005)
         if core.is_sequence_running():
             core.stop_sequence_acquisition()
-    except Exception:  # a core that is already half torn down: nothing left to wait for
+    except Exception as exc:  # a core that is already half torn down: nothing left to wait for
+        log.debug("not waiting for the camera's sequence thread: %s", exc)
         return
     time.sleep(CAMERA_EXIT_GRACE_S)
 

@@ -38,7 +38,7 @@ def _plain_round(adapters: str, config: str, frames: int) -> int:
     )
     from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
-    from dblink_live.acquire.micromanager import CAMERA_EXIT_GRACE_S
+    from dblink_live.acquire.micromanager import _let_camera_thread_exit
 
     start_headless(adapters, config, python_backend=True, buffer_size_mb=64)
     try:
@@ -53,9 +53,7 @@ def _plain_round(adapters: str, config: str, frames: int) -> int:
         return len(copies)
     finally:
         # the same wait as MicroManagerSource.stop, so that the two differ only in our code
-        while Core().is_sequence_running():
-            time.sleep(0.005)
-        time.sleep(CAMERA_EXIT_GRACE_S)
+        _let_camera_thread_exit(Core())
         stop_headless()
         if hasattr(Engine, "singleton"):
             del Engine.singleton

@@ -60,7 +60,7 @@ def _park_core(core: Any) -> None:
     """Keep a stopped core alive, with its circular buffer shrunk to 1 MB.
 
     A core is never destroyed here: its destructor joins the core's logging thread, and under
-    load that join has been seen to wait forever (1 stop in about 2,000 in
+    load that join has been seen to wait forever (once in about 2,300 stops in
     ``scripts/stress_democamera.py``), which would freeze the caller. pycromanager never
     destroys its cores either (its launcher's self-references keep them alive); this makes that
     explicit and gives back the buffer (64 MB reserved per core). What stays: three idle native

@@ -33,6 +33,7 @@ from pydantic import (
 from dblink_live.errors import ConfigError
 
 __all__ = [
+    "AutoLocalizerConfig",
     "CNNLocalizerConfig",
     "CameraConfig",
     "ClassicLocalizerConfig",
@@ -379,13 +380,39 @@ class CNNLocalizerConfig(_Model):
     kind: Literal["cnn"] = "cnn"
     weights: str = Field("localizer", min_length=1)
     detection_threshold: float = Field(0.5, gt=0, lt=1)
+    reference_snr: float = Field(
+        10.0, gt=0, le=1000, description="yield check: bright spots are maxima above this SNR"
+    )
+    probe_spots: int = Field(
+        50, ge=1, description="yield check: bright spots to see before judging the CNN's yield"
+    )
+    min_recall: float = Field(
+        0.7, ge=0, le=1, description="yield check: warn (auto: fall back) below this recall"
+    )
     batch_frames: int = Field(
         16, ge=1, le=100_000, description="frames per forward pass (16 was fastest on 2 CPU cores)"
     )
 
 
+class AutoLocalizerConfig(_Model):
+    """The CNN, checked against a count of bright spots, with the classic localizer as fallback.
+
+    While the first frames are localized, the CNN's detections are compared with the bright
+    spots a simple detector finds (local maxima of the band-passed frame above
+    ``reference_snr`` times its robust noise). Once ``probe_spots`` such spots have been seen,
+    if the CNN found fewer than ``min_recall`` of them, the classic localizer takes over (and
+    says so); ``kind: cnn`` runs the same check and only warns.
+    """
+
+    kind: Literal["auto"] = "auto"
+    cnn: CNNLocalizerConfig = CNNLocalizerConfig()
+    classic: ClassicLocalizerConfig = ClassicLocalizerConfig()
+
+
 LocalizerConfig = Annotated[
-    Annotated[CNNLocalizerConfig, Tag("cnn")] | Annotated[ClassicLocalizerConfig, Tag("classic")],
+    Annotated[CNNLocalizerConfig, Tag("cnn")]
+    | Annotated[ClassicLocalizerConfig, Tag("classic")]
+    | Annotated[AutoLocalizerConfig, Tag("auto")],
     _kind_or("cnn"),
 ]
 
@@ -393,9 +420,14 @@ LocalizerConfig = Annotated[
 class LocalizerTrainingConfig(_Model):
     """Training of the CNN localizer on simulated frames generated on the fly.
 
-    Every sample draws its pixel size, PSF width, emitter density, brightness, background and
-    camera model from these ranges, so that one checkpoint serves 100-160 nm pixels, EMCCD and
-    sCMOS cameras, and low to high densities.
+    Every sample draws its pixel size, PSF width and astigmatism, out-of-focus emitters, emitter
+    density, brightness, background (uniform or structured) and camera (EMCCD or sCMOS, with
+    gain, offset and read noise drawn over the ranges below; sCMOS with per-pixel maps) from
+    these ranges, so that one checkpoint serves the cameras people have. ``input_norm``
+    ``robust`` (the default) feeds the network frames normalized by their own background and
+    noise (see :mod:`dblink_live.localize.normalize`), so detection does not depend on the
+    calibration the user gives; ``calibrated`` is the older photons / 100 input.
+    Ranges drawn log-uniformly: density, photons, background, gains and e-/ADU.
     """
 
     steps: int = Field(20_000, ge=1, le=10_000_000)
@@ -414,6 +446,21 @@ class LocalizerTrainingConfig(_Model):
     min_photons: float = Field(
         100.0, ge=0, description="emitters with fewer photons in a frame are not targets"
     )
+    input_norm: Literal["robust", "calibrated"] = "robust"
+    astigmatism: NonNegRange = Field(
+        (0.0, 0.0), description="relative x/y PSF width difference, drawn per sample (0.2: +-20 %)"
+    )
+    out_of_focus_fraction: NonNegRange = Field(
+        (0.0, 0.0), description="fraction of emitters defocused (PSF 1.6-3.5x wider; not targets)"
+    )
+    smooth_background_probability: float = Field(0.3, ge=0, le=1)
+    background_variation: NonNegRange = (0.0, 0.5)
+    emccd_em_gain: PosRange = (100.0, 300.0)
+    emccd_e_per_adu: PosRange = (45.0, 45.0)
+    emccd_read_noise_e: NonNegRange = (74.4, 74.4)
+    scmos_e_per_adu: PosRange = (0.5, 0.5)
+    scmos_read_noise_e: NonNegRange = (1.6, 1.6)
+    baseline_adu: NonNegRange = (100.0, 100.0)
     validate_every: int = Field(500, ge=1)
     validation_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(500, ge=1)

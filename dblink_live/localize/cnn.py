@@ -27,6 +27,7 @@ from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_pat
 from dblink_live.config import CNNLocalizerConfig
 from dblink_live.localizations import Localizations
 from dblink_live.localize.base import CameraCalibration, resolve_device
+from dblink_live.localize.normalize import normalize_frames
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "dblink-live-localizer"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: input_norm "robust" (version-1 files load as "calibrated")
 CONTEXT = 1  # frames of context on each side
 
 
@@ -70,7 +71,15 @@ class LocalizerNet(nn.Module):
     in_frames
         Frames read per output frame (3: t-1, t, t+1).
     photon_scale, background_scale
-        Output scales: photons and background are ``softplus(raw) * scale``.
+        Output scales: photons are ``softplus(raw) * photon_scale``; the background is
+        ``softplus(raw) * background_scale`` (photons per pixel) with ``input_norm``
+        "calibrated", and ``raw * background_scale`` (the signed difference from the
+        normalizer's background map, in units of the frame noise) with "robust".
+    input_norm
+        "robust": inputs are frames normalized by their own background and noise
+        (:mod:`dblink_live.localize.normalize`), photons come out in units of the frame noise
+        (ADU noise x photons per ADU gives photons); "calibrated": inputs are photons / 100
+        from the user's calibration (checkpoints of format version 1).
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class LocalizerNet(nn.Module):
         in_frames: int = 3,
         photon_scale: float = 1000.0,
         background_scale: float = 100.0,
+        input_norm: str = "calibrated",
     ):
         super().__init__()
         c = channels
@@ -89,6 +99,9 @@ class LocalizerNet(nn.Module):
         self.head = nn.Conv2d(c, 7, 1)
         self.photon_scale = photon_scale
         self.background_scale = background_scale
+        if input_norm not in ("robust", "calibrated"):
+            raise ValueError(f"input_norm must be robust or calibrated, got {input_norm!r}")
+        self.input_norm = input_norm
 
     def forward(self, x: torch.Tensor) -> LocalizerOutputs:
         """x: (B, in_frames, Y, X) normalized photons; Y and X need not be even."""
@@ -107,7 +120,11 @@ class LocalizerNet(nn.Module):
             sigma_x=F.softplus(o[:, 3]) + 0.01,
             sigma_y=F.softplus(o[:, 4]) + 0.01,
             photons=F.softplus(o[:, 5]) * self.photon_scale,
-            background=F.softplus(o[:, 6]) * self.background_scale,
+            background=(
+                o[:, 6] * self.background_scale
+                if self.input_norm == "robust"
+                else F.softplus(o[:, 6]) * self.background_scale
+            ),
         )
 
 
@@ -162,6 +179,7 @@ def make_checkpoint(
         "package_version": __version__,
         "architecture": architecture,
         "input_scale": input_scale,
+        "input_norm": architecture.get("input_norm", "calibrated"),
         "context_frames": CONTEXT,
         "training": training,
         "step": step,
@@ -181,15 +199,25 @@ def with_context(photons: torch.Tensor, context: int = CONTEXT) -> torch.Tensor:
 
 
 def extract(out: LocalizerOutputs, threshold: float) -> tuple[torch.Tensor, ...]:
-    """Detections as (t, row, col, p, dx, dy, sx, sy, photons, background) tensors."""
+    """Detections as (t, row, col, p, dx, dy, sx, sy, photons, background) tensors.
+
+    An emitter near a pixel corner spreads its probability over up to four pixels, each
+    below the threshold, so a detection is a local maximum (3x3) of the probability whose
+    3x3 neighbourhood sums to more than ``threshold`` (the sum, capped at 1, is its score;
+    after DECODE's merging of neighbouring probabilities). Position, photons and background
+    come from the maximum's pixel.
+    """
     p = torch.sigmoid(out.logit)
-    peak = (p == F.max_pool2d(p[:, None], 3, stride=1, padding=1)[:, 0]) & (p > threshold)
+    p4 = p[:, None]
+    local = F.avg_pool2d(p4, 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9.0
+    peak = (p == F.max_pool2d(p4, 3, stride=1, padding=1)[:, 0]) & (local > threshold)
+    peak &= p > 0.1 * threshold  # a sum of many faint pixels is not a spot
     t, r, c = torch.nonzero(peak, as_tuple=True)
     return (
         t,
         r,
         c,
-        p[t, r, c],
+        local[t, r, c].clamp(max=1.0),
         out.dx[t, r, c],
         out.dy[t, r, c],
         out.sigma_x[t, r, c],
@@ -211,6 +239,7 @@ class CNNLocalizer:
     """
 
     name = "cnn"
+    takes_context = True  # localize() accepts context_before / context_after
 
     def __init__(self, config: CNNLocalizerConfig | None = None, device: str = "auto"):
         self.config = config or CNNLocalizerConfig()
@@ -254,7 +283,15 @@ class CNNLocalizer:
             stack.insert(0, np.asarray(context_before).reshape(-1, *frames.shape[1:])[-1:])
         if context_after is not None:
             stack.append(np.asarray(context_after).reshape(-1, *frames.shape[1:])[:1])
-        full = calibration.to_photons(np.concatenate(stack)).to(self.device) / self.input_scale
+        adu = torch.as_tensor(np.concatenate(stack).astype(np.float32, copy=False))
+        adu = adu.to(self.device)
+        robust = self.model.input_norm == "robust"
+        if robust:
+            z, norm = normalize_frames(adu)
+            full = z / self.input_scale
+            ph_per_adu = calibration.e_per_adu / calibration.em_gain / calibration.qe
+        else:
+            full = calibration.to_photons(adu) / self.input_scale
         lo = 1 if context_before is not None else 0
         ctx = with_context(full, self.context)[lo : lo + len(frames)]
         parts = []
@@ -267,6 +304,14 @@ class CNNLocalizer:
                 out = self.model(batch)
             out = LocalizerOutputs(*(v.float() for v in vars(out).values()))
             t, r, c, p, dx, dy, sx, sy, nph, bg = extract(out, self.config.detection_threshold)
+            if robust:
+                # network units -> photons: noise units x frame noise (ADU) x photons per ADU
+                ti = t + start + lo
+                noise = norm.noise[ti]
+                nph = nph * noise * ph_per_adu
+                bg = (norm.background[ti, r, c] + bg * noise - calibration.baseline_adu) * (
+                    ph_per_adu
+                )
             parts.append(
                 Localizations(
                     frame=(t + start + first_frame).cpu().numpy(),

@@ -35,6 +35,7 @@ from dblink_live.config import (
 )
 from dblink_live.localize.base import CameraCalibration, resolve_device
 from dblink_live.localize.cnn import LocalizerNet, make_checkpoint
+from dblink_live.localize.normalize import normalize_frames
 from dblink_live.sim.camera import Camera, render_expected_photons
 from dblink_live.sim.photophysics import blink_events
 
@@ -42,8 +43,10 @@ __all__ = ["INPUT_SCALE", "TrainingBatch", "sample_batch", "train_localizer"]
 
 log = logging.getLogger(__name__)
 
-#: Photons per unit of network input.
+#: Photons per unit of network input (``input_norm`` "calibrated").
 INPUT_SCALE = 100.0
+#: Noise units per unit of network input (``input_norm`` "robust").
+Z_SCALE = 10.0
 
 
 class TrainingBatch(dict):
@@ -53,66 +56,123 @@ class TrainingBatch(dict):
     middle frame, and ``pixel_size_nm`` (B,)."""
 
 
+def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    lo, hi = lo_hi
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if lo < hi else float(lo)
+
+
+def _camera_config(
+    cfg: LocalizerTrainingConfig, rng: np.random.Generator, common: dict[str, Any]
+) -> EMCCDCameraConfig | SCMOSCameraConfig:
+    """One camera drawn from the training ranges (gain, e-/ADU, read noise, offset)."""
+    kind = cfg.cameras[int(rng.integers(len(cfg.cameras)))]
+    baseline = rng.uniform(*cfg.baseline_adu)
+    if kind == "emccd":
+        em_gain = _log_uniform(rng, cfg.emccd_em_gain)
+        e_per_adu = _log_uniform(rng, cfg.emccd_e_per_adu)
+        # nobody runs an EMCCD whose background sits near saturation: where the draw would put
+        # the brightest background above 20,000 ADU over the offset, lower the ADU per electron
+        bg_peak = common["background_photons"] * (1 + common["background_variation"])
+        e_per_adu = max(e_per_adu, bg_peak * em_gain / 20_000.0)
+        return EMCCDCameraConfig(
+            **common,
+            em_gain=em_gain,
+            e_per_adu=min(e_per_adu, 1000.0),
+            read_noise_e=rng.uniform(*cfg.emccd_read_noise_e),
+            baseline_adu=baseline,
+            qe=rng.uniform(0.8, 0.95),
+        )
+    return SCMOSCameraConfig(
+        **common,
+        e_per_adu=_log_uniform(rng, cfg.scmos_e_per_adu),
+        read_noise_e=rng.uniform(*cfg.scmos_read_noise_e),
+        read_noise_spread=rng.uniform(0.1, 0.5),
+        gain_spread=rng.uniform(0.0, 0.05),
+        baseline_adu=baseline,
+        offset_spread_adu=rng.uniform(0.0, 8.0),
+        qe=rng.uniform(0.6, 0.95),
+        camera_seed=int(rng.integers(1 << 30)),
+    )
+
+
 def _sample(cfg: LocalizerTrainingConfig, rng: np.random.Generator, p: int) -> dict[str, Any]:
     px = rng.uniform(*cfg.pixel_size_nm)
     sigma = rng.uniform(*cfg.psf_sigma_nm)
-    kind = cfg.cameras[int(rng.integers(len(cfg.cameras)))]
-    bg = rng.uniform(*cfg.background_photons)
+    bg = (
+        _log_uniform(rng, cfg.background_photons)
+        if cfg.background_photons[0] > 0
+        else (rng.uniform(*cfg.background_photons))
+    )
     common = {
         "width_px": p,
         "height_px": p,
         "pixel_size_nm": px,
         "background_photons": bg,
-        "background_kind": "smooth" if rng.random() < 0.3 else "uniform",
-        "background_variation": rng.uniform(0, 0.5),
-        "background_scale_nm": 2000.0,
+        "background_kind": (
+            "smooth" if rng.random() < cfg.smooth_background_probability else "uniform"
+        ),
+        "background_variation": rng.uniform(*cfg.background_variation),
+        "background_scale_nm": rng.uniform(1000.0, 5000.0),
     }
-    if kind == "emccd":
-        cam_cfg = EMCCDCameraConfig(**common, em_gain=rng.uniform(100, 300))
-    else:
-        cam_cfg = SCMOSCameraConfig(**common, camera_seed=int(rng.integers(1 << 30)))
+    cam_cfg = _camera_config(cfg, rng, common)
     camera = Camera.from_config(cam_cfg, OpticsConfig(sigma_nm=sigma), rng)
-    cal = CameraCalibration(
-        px,
-        cam_cfg.baseline_adu,
-        cam_cfg.e_per_adu,
-        getattr(cam_cfg, "em_gain", 1.0),
-        cam_cfg.qe,
-        sigma,
-    )
+    em_gain = getattr(cam_cfg, "em_gain", 1.0)
+    cal = CameraCalibration(px, cam_cfg.baseline_adu, cam_cfg.e_per_adu, em_gain, cam_cfg.qe, sigma)
     # density log-uniform over its range: low and high densities are both well represented
-    lo, hi = cfg.density_per_um2
-    density = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    density = _log_uniform(rng, cfg.density_per_um2)
     tau = rng.uniform(*cfg.on_time_frames)
     duty = 0.05
     margin = 3  # px: emitters just outside still shine in
     area_um2 = ((p + 2 * margin) * px / 1e3) ** 2
     lit_fraction = duty * (tau + 1) / tau
-    n_labels = max(1, int(rng.poisson(density * area_um2 / lit_fraction)))
+    oof = rng.uniform(*cfg.out_of_focus_fraction)
+    n_labels = max(1, int(rng.poisson(density * area_um2 / lit_fraction / (1 - oof + 1e-9))))
     phot = PhotophysicsConfig(
         density_per_um2=None,
         duty_cycle=duty,
         on_time_frames=tau,
         bleach_probability=0.0,
-        photons_mean=rng.uniform(*cfg.photons_mean),
+        photons_mean=_log_uniform(rng, cfg.photons_mean),
         photons_cv=0.5,
     )
     ev = blink_events(phot, n_labels, 3, duty, rng)
     lx = rng.uniform(-margin, p + margin, n_labels) * px
     ly = rng.uniform(-margin, p + margin, n_labels) * px
+    # per label: slight astigmatism (x wider than y or the reverse, by the label's axial
+    # position) and, for a fraction of labels, strong defocus
+    astig = rng.uniform(*cfg.astigmatism)
+    u = rng.uniform(-1.0, 1.0, n_labels)
+    defocus = np.where(rng.random(n_labels) < oof, rng.uniform(1.6, 3.5, n_labels), 1.0)
+    sx_l = sigma * (1 + astig * u) * defocus
+    sy_l = sigma * (1 - astig * u) * defocus
     x, y = lx[ev.emitter], ly[ev.emitter]
-    signal = render_expected_photons(ev.frame, x, y, ev.photons, 3, (p, p), px, sigma)
+    signal = render_expected_photons(
+        ev.frame, x, y, ev.photons, 3, (p, p), px, sx_l[ev.emitter], sy_l[ev.emitter]
+    )
     raw = camera.expose(signal, [np.random.default_rng(rng.integers(1 << 62)) for _ in range(3)])
-    photons = cal.to_photons(raw).numpy() / INPUT_SCALE
     mid = ev.frame == 1
-    return {
-        "x": photons,
+    out: dict[str, Any] = {
         "ex": x[mid] / px - 0.5,
         "ey": y[mid] / px - 0.5,
         "eph": ev.photons[mid],
-        "bg": camera.background,
+        "defocus": defocus[ev.emitter][mid],
         "px": px,
     }
+    if cfg.input_norm == "robust":
+        z, norm = normalize_frames(torch.from_numpy(raw.astype(np.float32)))
+        noise_adu = float(norm.noise[1])
+        ph_per_adu = cal.e_per_adu / cal.em_gain / cal.qe
+        out["x"] = z.numpy() / Z_SCALE
+        # targets in the network's units: photons per (frame noise x photons per ADU); the
+        # background as its difference from the normalizer's map, in units of the noise
+        out["photon_unit"] = noise_adu * ph_per_adu
+        bg_adu = cam_cfg.baseline_adu + camera.background / ph_per_adu
+        out["bg"] = (bg_adu - norm.background[1].numpy()) / noise_adu
+    else:
+        out["x"] = cal.to_photons(raw).numpy() / INPUT_SCALE
+        out["photon_unit"] = 1.0
+        out["bg"] = camera.background
+    return out
 
 
 def sample_batch(
@@ -128,33 +188,41 @@ def sample_batch(
     target = {k: np.zeros((b, p, p), np.float32) for k in ("p", "dx", "dy", "photons")}
     care = np.ones((b, p, p), np.float32)
     bg = np.zeros((b, p, p), np.float32)
-    emitters, pxs = [], []
+    emitters, pxs, units = [], [], []
     for i in range(b):
         s = _sample(cfg, rng, p)
         x[i] = s["x"]
         bg[i] = s["bg"]
         pxs.append(s["px"])
-        ex, ey, eph = s["ex"], s["ey"], s["eph"]
+        ex, ey, eph, dfc = s["ex"], s["ey"], s["eph"], s["defocus"]
         col, row = np.floor(ex + 0.5).astype(int), np.floor(ey + 0.5).astype(int)
         inside = (col >= 0) & (col < p) & (row >= 0) & (row < p)
         ex, ey, eph, col, row = ex[inside], ey[inside], eph[inside], col[inside], row[inside]
-        emitters.append(np.column_stack([ex, ey, eph]))
-        dim = eph < cfg.min_photons
+        dfc = dfc[inside]
+        in_focus = dfc == 1.0
+        emitters.append(np.column_stack([ex, ey, eph])[in_focus])
+        # too dim, or moderately defocused: neither target nor negative; strongly defocused
+        # blobs (> 2.2x the PSF) stay negatives, so the network learns to leave them out
+        dim = (eph < cfg.min_photons) | ((dfc > 1.0) & (dfc <= 2.2))
         care[i, row[dim], col[dim]] = 0.0
+        target_ok = ~dim & in_focus
         order = np.argsort(eph)  # brightest written last wins a shared pixel
-        bright = order[~dim[order]]
+        bright = order[target_ok[order]]
         r, c = row[bright], col[bright]
         target["p"][i, r, c] = 1.0
         care[i, r, c] = 1.0
         target["dx"][i, r, c] = ex[bright] - c
         target["dy"][i, r, c] = ey[bright] - r
-        target["photons"][i, r, c] = eph[bright]
+        target["photons"][i, r, c] = eph[bright] / s["photon_unit"]
+        units.append(s["photon_unit"])
     out = TrainingBatch({k: torch.from_numpy(v) for k, v in target.items()})
     out["x"] = torch.from_numpy(x)
     out["care"] = torch.from_numpy(care)
     out["background"] = torch.from_numpy(bg)
     out["emitters"] = emitters
     out["pixel_size_nm"] = torch.tensor(pxs)
+    out["photon_unit"] = torch.tensor(units)
+    out["robust"] = cfg.input_norm == "robust"
     return out
 
 
@@ -179,9 +247,15 @@ def localizer_loss(
         + torch.log(sy)
     ).sum() / n_pos
     ph_t = batch["photons"].to(device)[pos]
-    phot = ((out.photons[pos] - ph_t).abs() / (ph_t + 100.0)).sum() / n_pos
     bg_t = batch["background"].to(device)
-    bgl = (((out.background - bg_t) / (bg_t + 10.0)) ** 2).mean()
+    if batch.get("robust"):
+        # photons in units of the frame noise (tens to thousands); the background as a signed
+        # difference from the normalizer's map in noise units (around +-1)
+        phot = ((out.photons[pos] - ph_t).abs() / (ph_t + 5.0)).sum() / n_pos
+        bgl = F.smooth_l1_loss(out.background, bg_t, beta=1.0)
+    else:
+        phot = ((out.photons[pos] - ph_t).abs() / (ph_t + 100.0)).sum() / n_pos
+        bgl = (((out.background - bg_t) / (bg_t + 10.0)) ** 2).mean()
     total = det + 0.5 * nll + 0.5 * phot + bgl
     return total, {
         "detection": det.item(),
@@ -216,7 +290,10 @@ def train_localizer(
         torch.set_num_threads(threads)
     output = Path(output)
     torch.manual_seed(cfg.seed)
-    arch = {"channels": cfg.channels, "in_frames": 3}
+    arch: dict[str, Any] = {"channels": cfg.channels, "in_frames": 3}
+    if cfg.input_norm == "robust":
+        arch.update(photon_scale=50.0, background_scale=1.0, input_norm="robust")
+    input_scale = Z_SCALE if cfg.input_norm == "robust" else INPUT_SCALE
     model = LocalizerNet(**arch).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
@@ -263,7 +340,7 @@ def train_localizer(
             log.info("step %d: validation loss %.4f (lr %.2e)", step, v, opt.param_groups[0]["lr"])
         if step % cfg.checkpoint_every == 0 or last:
             ckpt = make_checkpoint(
-                model, arch, INPUT_SCALE, cfg.model_dump(mode="json"), step, opt, metrics
+                model, arch, input_scale, cfg.model_dump(mode="json"), step, opt, metrics
             )
             tmp = output.with_suffix(".tmp")
             torch.save(ckpt, tmp)

@@ -25,7 +25,8 @@ def render_expected_photons(
     n_frames: int,
     shape: tuple[int, int],
     pixel_size_nm: float,
-    sigma_nm: float,
+    sigma_nm: float | np.ndarray,
+    sigma_y_nm: float | np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected signal photons per pixel, the Gaussian PSF integrated over every pixel.
 
@@ -39,36 +40,47 @@ def render_expected_photons(
         Number of frames in the block.
     shape : (H, W)
         Image size in pixels.
-    pixel_size_nm, sigma_nm : float
-        Camera pixel and PSF standard deviation.
+    pixel_size_nm : float
+        Camera pixel.
+    sigma_nm : float or (N,) float
+        PSF standard deviation (in x when ``sigma_y_nm`` is given), one for all emitters or
+        one per emitter (defocus).
+    sigma_y_nm : float or (N,) float, optional
+        PSF standard deviation in y (astigmatism); ``sigma_nm`` when not given.
 
     Returns
     -------
     (n_frames, H, W) float64
     """
     h, w = shape
-    s = sigma_nm / pixel_size_nm
-    r = int(np.ceil(4 * s)) + 1
+    n = len(np.asarray(x_nm))
+    sx = np.broadcast_to(np.asarray(sigma_nm, float), (n,)) / pixel_size_nm
+    sy = sx if sigma_y_nm is None else np.broadcast_to(np.asarray(sigma_y_nm, float), (n,))
+    if sigma_y_nm is not None:
+        sy = sy / pixel_size_nm
+    s_max = float(max(sx.max(initial=0.0), sy.max(initial=0.0), 1e-3))
+    r = int(np.ceil(4 * s_max)) + 1
     xp = np.asarray(x_nm) / pixel_size_nm - 0.5
     yp = np.asarray(y_nm) / pixel_size_nm - 0.5
     cx, cy = np.round(xp).astype(np.int64), np.round(yp).astype(np.int64)
     inside = (cx >= -r) & (cx < w + r) & (cy >= -r) & (cy < h + r)
     xp, yp, cx, cy = xp[inside], yp[inside], cx[inside], cy[inside]
     ph, f = np.asarray(photons)[inside], np.asarray(frame_idx)[inside]
+    sx, sy = sx[inside], sy[inside]
     p = 2 * r  # padding: a PSF centred up to r pixels outside still lands in the array
     padded = (n_frames, h + 2 * p, w + 2 * p)
     if len(xp) == 0:
         return np.zeros((n_frames, h, w))
     k = np.arange(-r, r + 1)
-    scale = 1.0 / (np.sqrt(2) * s)
 
-    def integrated(center: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def integrated(center: np.ndarray, pos: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        scale = (1.0 / (np.sqrt(2) * sigma))[:, None]
         edges = center[:, None] + k[None, :]  # pixel indices (N, K)
         lo = erf((edges - 0.5 - pos[:, None]) * scale)
         hi = erf((edges + 0.5 - pos[:, None]) * scale)
         return 0.5 * (hi - lo)
 
-    px, py = integrated(cx, xp), integrated(cy, yp)
+    px, py = integrated(cx, xp, sx), integrated(cy, yp, sy)
     patch = ph[:, None, None] * py[:, :, None] * px[:, None, :]
     rows = (cy[:, None] + k[None, :] + p)[:, :, None]
     cols = (cx[:, None] + k[None, :] + p)[:, None, :]

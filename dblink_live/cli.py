@@ -370,7 +370,11 @@ def train_localizer_cmd(
 
 LocalizerOpt = Annotated[
     str | None,
-    typer.Option("--localizer", help="cnn (default, shipped weights) or classic (no training)."),
+    typer.Option(
+        "--localizer",
+        help="cnn (default, shipped weights; warns when it misses bright spots), auto (the CNN, "
+        "falling back to classic when it misses them) or classic (no training).",
+    ),
 ]
 PixelOpt = Annotated[
     float | None,
@@ -386,18 +390,32 @@ SigmaOpt = Annotated[float | None, typer.Option("--psf-sigma-nm", help="PSF sigm
 
 
 def _localizer_config(cfg, localizer: str | None, weights: str | None):  # type: ignore[no-untyped-def]
-    from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig
+    from dblink_live.config import (
+        AutoLocalizerConfig,
+        ClassicLocalizerConfig,
+        CNNLocalizerConfig,
+    )
 
     lcfg = cfg.localizer
     if localizer is not None:
-        if localizer not in ("cnn", "classic"):
-            raise ConfigError(f"--localizer must be cnn or classic, got {localizer!r}")
+        kinds = {"cnn": CNNLocalizerConfig, "classic": ClassicLocalizerConfig}
+        kinds["auto"] = AutoLocalizerConfig
+        if localizer not in kinds:
+            raise ConfigError(f"--localizer must be cnn, auto or classic, got {localizer!r}")
         if localizer != lcfg.kind:
-            lcfg = CNNLocalizerConfig() if localizer == "cnn" else ClassicLocalizerConfig()
+            if localizer == "auto" and isinstance(lcfg, CNNLocalizerConfig):
+                lcfg = AutoLocalizerConfig(cnn=lcfg)
+            elif localizer == "cnn" and isinstance(lcfg, AutoLocalizerConfig):
+                lcfg = lcfg.cnn
+            else:
+                lcfg = kinds[localizer]()
     if weights is not None:
-        if lcfg.kind != "cnn":
-            raise ConfigError("--weights only applies to --localizer cnn")
-        lcfg = lcfg.model_copy(update={"weights": weights})
+        if lcfg.kind == "cnn":
+            lcfg = lcfg.model_copy(update={"weights": weights})
+        elif lcfg.kind == "auto":
+            lcfg = lcfg.model_copy(update={"cnn": lcfg.cnn.model_copy(update={"weights": weights})})
+        else:
+            raise ConfigError("--weights only applies to --localizer cnn or auto")
     return lcfg
 
 
@@ -459,8 +477,15 @@ def localize(
             qe=qe,
             psf_sigma_nm=psf_sigma_nm,
         )
+    used = res.localizer.get("name", lcfg.kind)
+    check = res.localizer.get("yield_check") or {}
+    if check.get("bright_spot_recall") is not None:
+        out.print(
+            f"yield check: the CNN found {check['found_by_cnn']} of {check['bright_spots']} bright "
+            f"spots ({100 * check['bright_spot_recall']:.0f} %) in {check['frames_probed']} frames"
+        )
     out.print(
-        f"wrote {res.localizations:,} localizations ({res.per_frame:.1f}/frame, {lcfg.kind}) of "
+        f"wrote {res.localizations:,} localizations ({res.per_frame:.1f}/frame, {used}) of "
         f"{res.frames:,} frames to {res.written_to} at {res.frames_per_s:,.0f} frames/s"
     )
 

@@ -45,7 +45,7 @@ from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
 from dblink_live.localizations import Localizations, count_maps
-from dblink_live.localize import CameraCalibration, CNNLocalizer, Localizer, make_localizer
+from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.data import map_scale
 from dblink_live.recon.inference import LoadedModel, load_recon_model
@@ -202,6 +202,8 @@ class Pipeline:
         self.recorder: Recorder | None = None
         self.model: LoadedModel | None = None
         self.localizer: Localizer | None = None
+        self._estimate_camera = False
+        self._camera_meta: dict[str, Any] | None = None
         self.summary: dict[str, Any] = {}
         # set for real in _setup; defined here so status() is safe at any moment
         self.window = self.config.grid.window_frames
@@ -415,6 +417,11 @@ class Pipeline:
         self.calibration = CameraCalibration.from_camera(
             {**(src.camera or {}), "pixel_size_nm": px}
         )
+        # a camera that does not state its offset and e-/ADU is measured on the first frames
+        # (photons only: the CNN's detections do not depend on it)
+        cam = src.camera or {}
+        self._estimate_camera = any(cam.get(k) is None for k in ("baseline_adu", "e_per_adu"))
+        self.camera_estimate: Any = None
         from dblink_live.localize.run import _describe
 
         self.recording.clear_localizations(
@@ -504,7 +511,7 @@ class Pipeline:
         cur, loc = self._loc_cursor, self.localizer
         assert loc is not None and self.recording is not None
         batch_n = int(getattr(self.config.localizer, "batch_frames", 16))
-        cnn = isinstance(loc, CNNLocalizer)
+        cnn = bool(getattr(loc, "takes_context", False))
         held: tuple[int, np.ndarray, float] | None = None  # CNN: last frame waits for its next
         before: np.ndarray | None = None
         lost_pending: list[tuple[int, int]] = []
@@ -521,6 +528,8 @@ class Pipeline:
         def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
             nonlocal before, lost_pending
             t_start = time.perf_counter()
+            if self._estimate_camera and len(frames) >= 8:
+                self._measure_camera(frames)
             if len(frames):
                 if cnn:
                     locs = loc.localize(
@@ -814,7 +823,51 @@ class Pipeline:
             "package_version": __version__,
         }
         if self.recording is not None:
-            self.recording.update_meta(live_summary=self.summary)
+            extra = {"camera": self._camera_meta} if self._camera_meta else {}
+            self.recording.update_meta(live_summary=self.summary, **extra)
+
+    def _measure_camera(self, frames: np.ndarray) -> None:
+        """Estimate offset and gain from the first frames when the camera did not say them;
+        the estimate is logged, used for photons from now on and stored in the recording."""
+        from dblink_live.localize import estimate_camera
+
+        self._estimate_camera = False
+        cam = dict(self.source.camera or {}) if self.source is not None else {}
+        model = str(cam.get("model") or "")
+        try:
+            est = estimate_camera(
+                frames,
+                camera=model if model in ("emccd", "scmos") else None,
+                em_gain=cam.get("em_gain"),
+                baseline_adu=cam.get("baseline_adu"),
+            )
+        except DblinkError as exc:
+            log.warning("camera calibration not estimated (%s); photons use the defaults", exc)
+            return
+        fill = {
+            k: v
+            for k, v in est.calibration(em_gain=cam.get("em_gain")).items()
+            if cam.get(k) is None or k == "e_per_adu"
+        }
+        self.calibration = replace(self.calibration, **fill)
+        self.camera_estimate = est
+        log.warning("%s", est.summary())
+        self._camera_meta = {**cam, **fill, "estimated": est.to_dict()}
+        if self.recording is not None:  # the camera metadata is written with the summary
+            self.recording.update_localization_info(
+                calibration={
+                    k: getattr(self.calibration, k)
+                    for k in (
+                        "baseline_adu",
+                        "e_per_adu",
+                        "em_gain",
+                        "qe",
+                        "pixel_size_nm",
+                        "psf_sigma_nm",
+                    )
+                },
+                camera_estimate=est.to_dict(),
+            )
 
     def _warnings(self, density: float) -> list[str]:
         out = []
@@ -830,6 +883,9 @@ class Pipeline:
         bad = self.ring.bad_frames if self.ring is not None else 0
         if bad:
             out.append(f"{bad} frames rejected (wrong shape or dtype)")
+        loc_warning = getattr(self.localizer, "warning", None)
+        if loc_warning:
+            out.append(loc_warning)
         model = self.model
         if self._window_warning:
             out.append(self._window_warning)

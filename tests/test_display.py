@@ -772,3 +772,47 @@ def test_bench_viewer_script(tmp_path: Path, repo: Path) -> None:
     assert data["median"]["viewer_over_headless"]["outputs_per_s"] > 0
     assert data["display"]["ticks_per_s"] > 0
     assert "viewer/headless" in r.stdout
+
+
+@pytest.mark.qt
+def test_real_tiff_route_localize_reprocess_view(windows, shared_data: Path, tmp_path, qtbot):
+    """A TIFF nobody calibrated becomes a recording (`localize -o NEW.zarr`), is reconstructed
+    (`reprocess`) and browsed (`view`): raw frames, localizations and reconstruction show."""
+    stack = shared_data / "deepstorm_demo1" / "artificial_dataset_demo1.tif"
+    rec = tmp_path / "stack.zarr"
+    base = [sys.executable, "-m", "dblink_live.cli"]
+    r = subprocess.run(
+        [
+            *base,
+            "localize",
+            str(stack),
+            "-o",
+            str(rec),
+            "--pixel-size-nm",
+            "100",
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "camera estimated from 20 frames" in " ".join(r.stderr.split())
+    r = subprocess.run(
+        [*base, "reprocess", str(rec), "-q", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    recording = Recording.open(rec)
+    assert recording.n_frames == 20 and recording.n_localizations > 20 * 50
+    recon, _ = recording.read_image("reconstruction")
+    assert recon.shape[0] == 2
+    win = windows(rec)
+    qtbot.waitExposed(win)
+    assert win.raw_panel.image is not None and win.raw_panel.image.shape == (64, 64)
+    assert win.recon_panel.image is not None and win.recon_panel.image.max() > 0
+    assert win.render_panel.image is not None and win.render_panel.image.sum() > 0

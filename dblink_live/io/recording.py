@@ -414,6 +414,14 @@ class Recording:
         if info is not None:
             g.attrs["localizer"] = _jsonable(dict(info))
 
+    def update_localization_info(self, **values: Any) -> None:
+        """Add to how the localizations were made (e.g. the yield check's numbers)."""
+        self._require_writable()
+        g = self._table("localizations", _LOC_DTYPES)
+        info = dict(g.attrs.get("localizer") or {})
+        info.update(_jsonable(values))
+        g.attrs["localizer"] = info
+
     def localization_info(self) -> dict[str, Any]:
         """How the localizations were made (localizer, model, calibration), if recorded."""
         if "localizations" not in self.group:

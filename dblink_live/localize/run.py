@@ -15,8 +15,9 @@ from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig, Local
 from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import EmitterTable, Localizations
-from dblink_live.localize import CNNLocalizer, make_localizer
+from dblink_live.localize import make_localizer
 from dblink_live.localize.base import CameraCalibration, Localizer
+from dblink_live.localize.camera_estimate import CameraEstimate, estimate_camera
 from dblink_live.metrics import score_localizations
 
 __all__ = ["LocalizeResult", "evaluate_localizers", "localize", "open_input"]
@@ -28,7 +29,11 @@ _STACK_SUFFIXES = {".tif", ".tiff"}
 
 @dataclass
 class InputMovie:
-    """A raw movie to localize: frames come in blocks; calibration and ground truth if known."""
+    """A raw movie to localize: frames come in blocks; calibration and ground truth if known.
+
+    ``camera_estimate`` is set when (part of) the calibration was measured from the frames
+    (:func:`~dblink_live.localize.camera_estimate.estimate_camera`) because nobody gave it.
+    """
 
     path: Path
     n_frames: int
@@ -36,6 +41,44 @@ class InputMovie:
     blocks: Callable[[int], Iterator[tuple[int, np.ndarray]]]
     recording: Recording | None = None
     ground_truth: EmitterTable | None = None
+    camera_estimate: CameraEstimate | None = None
+
+
+#: The calibration keys without which photons cannot be computed; estimated when absent.
+_GAIN_KEYS = ("baseline_adu", "e_per_adu")
+
+
+def _calibrate(
+    known: dict[str, Any], px: float, sample: np.ndarray, given: dict[str, float | None]
+) -> tuple[CameraCalibration, CameraEstimate | None]:
+    """The calibration from what is known (metadata, then the user's values); the offset and
+    gain estimated from ``sample`` frames when neither says them."""
+    merged = {**known, **{k: v for k, v in given.items() if v is not None}}
+    if all(merged.get(k) is not None for k in _GAIN_KEYS):
+        return CameraCalibration.from_camera(known, px, **given), None
+    model = str(known.get("model") or "")
+    kind = "scmos" if model == "scmos" else "emccd" if model == "emccd" else None
+    est = estimate_camera(
+        sample,
+        camera=kind,
+        em_gain=merged.get("em_gain"),
+        baseline_adu=merged.get("baseline_adu"),
+    )
+    fill = est.calibration(em_gain=merged.get("em_gain"))
+    for k, v in fill.items():
+        if merged.get(k) is None or (k == "e_per_adu" and given.get(k) is None):
+            merged[k] = v
+    cal = CameraCalibration.from_camera({**known, **merged}, px)
+    return cal, est
+
+
+def _sample_frames(read: Callable[[int, int], np.ndarray], n: int, k: int = 200) -> np.ndarray:
+    """Up to ``k`` frames spread over a movie of ``n`` (contiguous runs of 8, for temporal
+    statistics)."""
+    if n <= k:
+        return read(0, n)
+    starts = np.linspace(0, n - 8, k // 8).astype(int)
+    return np.concatenate([read(int(s), int(s) + 8) for s in starts])
 
 
 def open_input(
@@ -47,8 +90,10 @@ def open_input(
     """Open a recording (``*.zarr``) or a TIFF stack as a movie to localize.
 
     ``calibration`` overrides (``baseline_adu``, ``e_per_adu``, ``em_gain``, ``qe``,
-    ``psf_sigma_nm``) replace what the recording says; a TIFF carries none of them, so the
-    SMLM-2016 EMCCD defaults are assumed (and said so) for those not given.
+    ``psf_sigma_nm``) replace what the recording says. When neither the recording nor the
+    user gives the offset and e-/ADU (a bare TIFF, a Micro-Manager recording of an
+    uncalibrated camera), they are estimated from the frames (photon transfer, see
+    :mod:`dblink_live.localize.camera_estimate`) and the estimate is logged and returned.
     """
     path = Path(path)
     if path.suffix.lower() in _STACK_SUFFIXES:
@@ -58,32 +103,32 @@ def open_input(
         px = pixel_size_nm or meta.get("pixel_size_nm")
         if px is None:
             raise DblinkError(f"{path} does not say its pixel size: pass --pixel-size-nm")
-        missing = [
-            k for k in ("baseline_adu", "e_per_adu", "em_gain", "qe") if calibration.get(k) is None
-        ]
-        if missing:
-            log.warning(
-                "%s: no camera calibration for %s; assuming the SMLM-2016 EMCCD values",
-                path.name,
-                ", ".join(missing),
-            )
-        cal = CameraCalibration.from_camera({}, px, **calibration)
+        cal, est = _calibrate(
+            {}, px, _sample_frames(lambda a, b: frames[a:b], len(frames)), calibration
+        )
 
         def blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
             for s in range(0, len(frames), size):
                 yield s, frames[s : s + size]
 
-        return InputMovie(path, len(frames), cal, blocks)
-    rec = Recording.open(path, mode="r+" if writable else "r")
-    cal = CameraCalibration.from_camera(
-        rec.camera, pixel_size_nm or rec.pixel_size_nm, **calibration
-    )
+        movie = InputMovie(path, len(frames), cal, blocks, camera_estimate=est)
+    else:
+        rec = Recording.open(path, mode="r+" if writable else "r")
+        px = pixel_size_nm or rec.pixel_size_nm
+        if rec.n_frames:
+            sample = _sample_frames(rec.read_frames, rec.n_frames)
+            cal, est = _calibrate(dict(rec.camera), px, sample, calibration)
+        else:
+            cal, est = CameraCalibration.from_camera(rec.camera, px, **calibration), None
 
-    def rec_blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
-        for s in range(0, rec.n_frames, size):
-            yield s, rec.read_frames(s, s + size)
+        def rec_blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
+            for s in range(0, rec.n_frames, size):
+                yield s, rec.read_frames(s, s + size)
 
-    return InputMovie(path, rec.n_frames, cal, rec_blocks, rec, rec.read_emitters())
+        movie = InputMovie(path, rec.n_frames, cal, rec_blocks, rec, rec.read_emitters(), est)
+    if movie.camera_estimate is not None:
+        log.warning("%s: %s", path.name, movie.camera_estimate.summary())
+    return movie
 
 
 def _run(
@@ -92,17 +137,23 @@ def _run(
     chunk_frames: int,
     progress: Progress | None,
     sink: Callable[[Localizations], None],
+    on_frames: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[int, float]:
-    """Localize a movie block by block (with one frame of context across blocks for the CNN)."""
+    """Localize a movie block by block (with one frame of context across blocks for the CNN);
+    ``on_frames`` sees every block first (to copy the frames into a new recording)."""
     n = 0
     t0 = time.perf_counter()
+    if hasattr(localizer, "probe"):  # the CNN's yield check, judged before the real run
+        localizer.probe(movie.blocks(chunk_frames), movie.calibration)
     blocks = movie.blocks(chunk_frames)
     prev_last: np.ndarray | None = None
     current = next(blocks, None)
     while current is not None:
         start, frames = current
+        if on_frames is not None:
+            on_frames(frames)
         nxt = next(blocks, None)
-        if isinstance(localizer, CNNLocalizer):
+        if getattr(localizer, "takes_context", False):
             locs = localizer.localize(
                 frames,
                 movie.calibration,
@@ -130,6 +181,7 @@ class LocalizeResult:
     seconds: float
     written_to: Path
     localizer: dict[str, Any]
+    camera_estimate: CameraEstimate | None = None
 
     @property
     def per_frame(self) -> float:
@@ -148,9 +200,16 @@ def _describe(
         "config": config.model_dump(mode="json"),
         "calibration": {k: getattr(cal, k) for k in cal.__dataclass_fields__},
     }
-    if isinstance(localizer, CNNLocalizer):
-        info["model"] = localizer.model_id
+    model_id = getattr(localizer, "model_id", None)
+    if model_id is not None:
+        info["model"] = model_id
     return info
+
+
+def _checked(localizer: Localizer) -> dict[str, Any]:
+    """What the run learned about the localizer: the yield check, and who localized."""
+    report = getattr(localizer, "report", None)
+    return {"yield_check": report, "name": localizer.name} if report else {}
 
 
 def localize(
@@ -191,6 +250,8 @@ def localize(
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
     info = _describe(localizer, config, movie.calibration)
+    if movie.camera_estimate is not None:
+        info["camera_estimate"] = movie.camera_estimate.to_dict()
 
     if in_place:
         rec = movie.recording
@@ -202,37 +263,39 @@ def localize(
             )
         rec.clear_localizations(info)
         n, dt = _run(localizer, movie, chunk_frames, progress, rec.append_localizations)
-        return LocalizeResult(n, movie.n_frames, dt, input_path, info)
+        info.update(_checked(localizer))
+        rec.update_localization_info(**_checked(localizer))
+        return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
 
     output = Path(output)  # type: ignore[arg-type]
     if output.exists() and not overwrite:
         raise DblinkError(f"{output} already exists; pass --overwrite to replace it")
     if output.suffix == ".zarr":
         frames_shape = next(movie.blocks(1))[1].shape[1:]
+        camera: dict[str, Any] = (
+            dict(movie.recording.camera) if movie.recording is not None else {"model": "unknown"}
+        )
+        camera.update(
+            {k: getattr(movie.calibration, k) for k in movie.calibration.__dataclass_fields__}
+        )
+        if movie.camera_estimate is not None:
+            camera["estimated"] = movie.camera_estimate.to_dict()
         rec = Recording.create(
             output,
             frame_shape=frames_shape,
             pixel_size_nm=movie.calibration.pixel_size_nm,
             frame_interval_s=(movie.recording.frame_interval_s if movie.recording else 0.01),
-            camera={
-                k: getattr(movie.calibration, k) for k in movie.calibration.__dataclass_fields__
-            },
+            camera=camera,
             overwrite=overwrite,
             extra={"source": str(input_path)},
         )
         rec.clear_localizations(info)
-
-        def sink(locs: Localizations) -> None:
-            rec.append_localizations(locs)
-
-        def copying_blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
-            for s, f in movie.blocks(size):
-                rec.append_frames(f)
-                yield s, f
-
-        movie = InputMovie(movie.path, movie.n_frames, movie.calibration, copying_blocks)
-        n, dt = _run(localizer, movie, chunk_frames, progress, sink)
-        return LocalizeResult(n, movie.n_frames, dt, output, info)
+        n, dt = _run(
+            localizer, movie, chunk_frames, progress, rec.append_localizations, rec.append_frames
+        )
+        info.update(_checked(localizer))
+        rec.update_localization_info(**_checked(localizer))
+        return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
 
     from dblink_live.io.tables import write_localizations
 
@@ -245,7 +308,8 @@ def localize(
     )
     table.n_frames = movie.n_frames
     write_localizations(table, output, format=output_format)
-    return LocalizeResult(n, movie.n_frames, dt, output, info)
+    info.update(_checked(localizer))
+    return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
 
 
 def evaluate_localizers(

@@ -1,0 +1,206 @@
+"""The CNN localizer, checked against what the frames plainly show.
+
+A network trained on simulated frames can miss most molecules of a camera it has never seen
+and say nothing. :class:`CheckedLocalizer` runs the CNN and, over the first frames, compares its
+detections with the *bright* spots an independent, training-free detector finds: local maxima
+of the band-passed frame (difference of Gaussians) above ``reference_snr`` times its robust
+noise. Any working localizer must find those. Once ``probe_spots`` of them have been seen:
+
+- the fraction the CNN found (within 1.5 camera pixels, same frame) is its *bright-spot
+  recall*, logged and kept in :attr:`CheckedLocalizer.report`;
+- below ``min_recall`` it warns with the numbers; with ``fallback`` (``--localizer auto``) the
+  classic localizer takes over.
+
+Offline workflows call :meth:`CheckedLocalizer.probe` on the first frames before localizing,
+so the whole output comes from the localizer chosen. A live stream is judged on its first
+blocks as they arrive; a switch applies from the next block on (the frames before it keep the
+CNN's localizations; ``reprocess`` can localize them again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.spatial import cKDTree
+
+from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig
+from dblink_live.localizations import Localizations
+from dblink_live.localize.base import CameraCalibration
+from dblink_live.localize.classic import ClassicLocalizer, gaussian_blur
+from dblink_live.localize.cnn import CNNLocalizer
+
+__all__ = ["CheckedLocalizer", "bright_spots"]
+
+log = logging.getLogger(__name__)
+
+#: Distance (camera pixels) within which a localization counts as finding a bright spot.
+MATCH_PX = 1.5
+
+
+def bright_spots(frames: np.ndarray, sigma_px: float, snr: float) -> np.ndarray:
+    """Bright spots of (T, Y, X) raw frames as an (N, 3) array of (frame, row, col).
+
+    Local maxima (3x3) of the difference-of-Gaussians band-pass (sigma, 2.5 sigma) above
+    ``snr`` times its robust noise (1.4826 MAD per frame). Raw counts suffice: the threshold
+    is relative, so no calibration is needed. Maxima within 2 pixels of the edge are left out.
+    """
+    x = torch.as_tensor(np.asarray(frames, dtype=np.float32))[:, None]
+    s = max(float(sigma_px), 0.5)
+    dog = gaussian_blur(x, s) - gaussian_blur(x, 2.5 * s)
+    flat = dog.flatten(1)
+    med = flat.median(dim=1, keepdim=True).values
+    mad = (flat - med).abs().median(dim=1, keepdim=True).values * 1.4826
+    thr = (med + snr * mad.clamp_min(1e-3)).view(-1, 1, 1, 1)
+    peak = (dog == F.max_pool2d(dog, 3, stride=1, padding=1)) & (dog > thr)
+    peak[..., :2, :] = False
+    peak[..., -2:, :] = False
+    peak[..., :, :2] = False
+    peak[..., :, -2:] = False
+    t, _, r, c = torch.nonzero(peak, as_tuple=True)
+    return torch.stack([t, r, c], 1).numpy()
+
+
+def spot_recall(spots: np.ndarray, locs: Localizations, first_frame: int, px: float) -> int:
+    """How many (frame, row, col) spots have a localization within :data:`MATCH_PX`."""
+    if len(spots) == 0 or len(locs) == 0:
+        return 0
+    found = 0
+    frame = locs.frame - first_frame
+    for t in np.unique(spots[:, 0]):
+        sel = frame == t
+        if not sel.any():
+            continue
+        tree = cKDTree(np.column_stack([locs.y_nm[sel] / px - 0.5, locs.x_nm[sel] / px - 0.5]))
+        pts = spots[spots[:, 0] == t][:, 1:].astype(float)
+        d, _ = tree.query(pts, k=1)
+        found += int((d <= MATCH_PX).sum())
+    return found
+
+
+class CheckedLocalizer:
+    """The CNN localizer with a bright-spot yield check (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        The CNN's config (weights, threshold, and the check's ``reference_snr``,
+        ``probe_spots``, ``min_recall``).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+    fallback
+        The classic localizer's config: switch to it when the CNN's yield is too low
+        (``--localizer auto``); None only warns.
+    """
+
+    takes_context = True
+
+    def __init__(
+        self,
+        config: CNNLocalizerConfig | None = None,
+        device: str = "auto",
+        fallback: ClassicLocalizerConfig | None = None,
+    ):
+        self.cnn = CNNLocalizer(config, device)
+        self.config = self.cnn.config
+        self.fallback = ClassicLocalizer(fallback, device) if fallback is not None else None
+        self.name = "cnn"  # what produced the localizations: "classic" after a fallback
+        self.active: Any = self.cnn
+        self.spots = 0
+        self.found = 0
+        self.frames_probed = 0
+        self.decided = False
+        self.warning: str | None = None
+
+    @property
+    def model_id(self) -> dict[str, str]:
+        return self.cnn.model_id
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The check's numbers (JSON-able), stored with the localizations."""
+        return {
+            "reference_snr": self.config.reference_snr,
+            "bright_spots": self.spots,
+            "found_by_cnn": self.found,
+            "bright_spot_recall": self.found / self.spots if self.spots else None,
+            "frames_probed": self.frames_probed,
+            "decided": self.decided,
+            "localizer_used": self.active.name,
+            "warning": self.warning,
+        }
+
+    def _judge(self) -> None:
+        recall = self.found / self.spots
+        self.decided = True
+        msg = (
+            f"the CNN localizer found {self.found} of {self.spots} bright spots "
+            f"({100 * recall:.0f} %) in the first {self.frames_probed} frames"
+        )
+        if recall >= self.config.min_recall:
+            log.info("%s", msg)
+            return
+        if self.fallback is not None:
+            self.warning = f"{msg}: switched to the classic localizer"
+            self.active = self.fallback
+            self.name = self.fallback.name
+        else:
+            self.warning = (
+                f"{msg}: its localizations are incomplete; try --localizer auto or classic, "
+                "or check the camera calibration"
+            )
+        log.warning("%s", self.warning)
+
+    def _check(self, frames: np.ndarray, locs: Localizations, cal: CameraCalibration, first: int):
+        px = cal.pixel_size_nm
+        spots = bright_spots(frames, cal.psf_sigma_nm / px, self.config.reference_snr)
+        self.spots += len(spots)
+        self.found += spot_recall(spots, locs, first, px)
+        self.frames_probed += len(frames)
+        if self.spots >= self.config.probe_spots:
+            self._judge()
+
+    def localize(
+        self,
+        frames: np.ndarray,
+        calibration: CameraCalibration,
+        first_frame: int = 0,
+        context_before: np.ndarray | None = None,
+        context_after: np.ndarray | None = None,
+    ) -> Localizations:
+        """Localize (T, Y, X) ADU frames (as :meth:`CNNLocalizer.localize`), checking the yield
+        until it is judged."""
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        if self.active is not self.cnn:
+            return self.active.localize(frames, calibration, first_frame)
+        locs = self.cnn.localize(frames, calibration, first_frame, context_before, context_after)
+        if not self.decided and len(frames):
+            self._check(frames, locs, calibration, first_frame)
+        return locs
+
+    def probe(
+        self,
+        blocks: Iterable[tuple[int, np.ndarray]],
+        calibration: CameraCalibration,
+        max_frames: int = 1000,
+    ) -> None:
+        """Judge the CNN on the first frames of ``blocks`` ((first_frame, frames) pairs),
+        before the real run, reading at most ``max_frames``; judged on what was seen if the
+        bright spots are fewer than ``probe_spots``."""
+        for first, frames in blocks:
+            if self.decided or self.frames_probed >= max_frames:
+                break
+            locs = self.cnn.localize(frames, calibration, first)
+            self._check(np.asarray(frames), locs, calibration, first)
+        self.finish()
+
+    def finish(self) -> None:
+        """Judge on what was seen when the input ended before ``probe_spots`` bright spots."""
+        if not self.decided and self.spots:
+            self._judge()

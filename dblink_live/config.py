@@ -446,6 +446,11 @@ class LocalizerTrainingConfig(_Model):
     min_photons: float = Field(
         100.0, ge=0, description="emitters with fewer photons in a frame are not targets"
     )
+    min_snr: float = Field(
+        0.0,
+        ge=0,
+        description="emitters below this matched-filter SNR are not targets (robust input only)",
+    )
     input_norm: Literal["robust", "calibrated"] = "robust"
     astigmatism: NonNegRange = Field(
         (0.0, 0.0), description="relative x/y PSF width difference, drawn per sample (0.2: +-20 %)"

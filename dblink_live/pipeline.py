@@ -825,6 +825,9 @@ class Pipeline:
         if self.recording is not None:
             extra = {"camera": self._camera_meta} if self._camera_meta else {}
             self.recording.update_meta(live_summary=self.summary, **extra)
+            report = getattr(self.localizer, "report", None)
+            if report:
+                self.recording.update_localization_info(yield_check=report)
 
     def _measure_camera(self, frames: np.ndarray) -> None:
         """Estimate offset and gain from the first frames when the camera did not say them;

@@ -27,7 +27,7 @@ import numpy as np
 from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig, RunConfig
 from dblink_live.io.tables import read_localizations, read_stack
 from dblink_live.localize import CameraCalibration, make_localizer
-from dblink_live.metrics import score_localizations
+from dblink_live.metrics import match_localizations, score_localizations
 from dblink_live.sim import simulate_movie
 from dblink_live.sim.camera import render_expected_photons
 
@@ -35,26 +35,52 @@ REPO = Path(__file__).resolve().parents[1]
 DEEPSTORM = REPO.parent / "shared" / "data" / "deepstorm_demo1"
 
 
-def _score_both(raw, cal, gt_f, gt_x, gt_y, device: str) -> dict[str, Any]:
+def _photometry(gt_photons, gt_background, pred, gi, pi) -> dict[str, float]:
+    """Median ratios predicted / true of photons and background over matched pairs."""
+    ok = gt_photons[gi] > 0
+    ph = pred.photons[pi][ok] / gt_photons[gi][ok]
+    bg = pred.background[pi] / gt_background
+    return {
+        "photons_ratio_median": float(np.median(ph)) if len(ph) else float("nan"),
+        "background_ratio_median": float(np.median(bg)) if len(bg) else float("nan"),
+    }
+
+
+def _score_both(raw, cal, gt, gt_background: float, device: str, full=None) -> dict[str, Any]:
+    """Both localizers on ``raw``; ``gt``: (frame, x_nm, y_nm, photons); ``full`` marks the
+    true emitters lit for the whole frame (the photometry is judged on those)."""
+    gt_f, gt_x, gt_y, gt_ph = gt
     out = {}
     for cfg in (CNNLocalizerConfig(), ClassicLocalizerConfig()):
         loc = make_localizer(cfg, device)
         pred = loc.localize(raw, cal)
         s = score_localizations(gt_f, gt_x, gt_y, pred.frame, pred.x_nm, pred.y_nm)
-        out[cfg.kind] = s.to_dict()
+        gi, pi = match_localizations(gt_f, gt_x, gt_y, pred.frame, pred.x_nm, pred.y_nm, 100.0)
+        if full is not None:
+            keep = full[gi]
+            gi, pi = gi[keep], pi[keep]
+        out[cfg.kind] = {**s.to_dict(), **_photometry(gt_ph, gt_background, pred, gi, pi)}
     return out
 
 
-def simulated(density: float, frames: int, device: str) -> dict[str, Any]:
-    cfg = RunConfig().updated(
-        simulation={"photophysics": {"density_per_um2": density}, "optics": {"sigma_nm": 130.0}}
-    )
+def simulated(density: float, frames: int, device: str, camera: dict | None = None) -> dict:
+    sim: dict[str, Any] = {
+        "photophysics": {"density_per_um2": density},
+        "optics": {"sigma_nm": 130.0},
+    }
+    if camera:
+        sim["camera"] = camera
+    cfg = RunConfig().updated(simulation=sim)
     movie = simulate_movie(cfg, n_frames=frames, seed=100)
     cal = CameraCalibration.from_camera(movie.metadata["camera"])
     em = movie.emitters
-    res = _score_both(movie.raw, cal, em.frame, em.x_nm, em.y_nm, device)
+    bg = cfg.simulation.camera.background_photons
+    res = _score_both(
+        movie.raw, cal, (em.frame, em.x_nm, em.y_nm, em.photons), bg, device, em.on_fraction >= 1
+    )
+    kind = "sCMOS, 108 nm px, smooth background" if camera else "EMCCD"
     return {
-        "data": f"simulated filaments, {density}/um^2",
+        "data": f"simulated filaments, {kind}, {density}/um^2",
         "frames": frames,
         "true_per_frame": len(em) / frames,
         "results": res,
@@ -79,7 +105,7 @@ def deepstorm(device: str) -> dict[str, Any]:
         qe=1.0,
         psf_sigma_nm=sigma_nm,
     )
-    res = _score_both(raw, cal, gt.frame, gt.x_nm, gt.y_nm, device)
+    res = _score_both(raw, cal, (gt.frame, gt.x_nm, gt.y_nm, gt.photons), background, device)
     return {
         "data": "Deep-STORM demo 1",
         "frames": len(raw),
@@ -96,17 +122,33 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     rows = [simulated(d, args.frames, args.device) for d in (0.2, 1.5, 2.0)]
+    scmos = {
+        "kind": "scmos",
+        "pixel_size_nm": 108.0,
+        "width_px": 96,
+        "height_px": 96,
+        "e_per_adu": 0.3,
+        "baseline_adu": 400.0,
+        "background_photons": 120.0,
+        "background_kind": "smooth",
+        "background_variation": 0.6,
+    }
+    rows.append(simulated(0.5, args.frames, args.device, scmos))
     if DEEPSTORM.is_dir():
         rows.append(deepstorm(args.device))
     args.output.write_text(json.dumps(rows, indent=2))
-    print("| data | true/frame | localizer | JI | recall | precision | RMSE (nm) | efficiency |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| data | true/frame | localizer | JI | recall | precision | RMSE (nm) | efficiency "
+        "| photons / true | background / true |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         for name, s in r["results"].items():
             print(
                 f"| {r['data']} | {r['true_per_frame']:.1f} | {name} | {s['jaccard']:.3f} | "
                 f"{s['recall']:.3f} | {s['precision']:.3f} | {s['rmse_lateral_nm']:.1f} | "
-                f"{s['efficiency']:.1f} |"
+                f"{s['efficiency']:.1f} | {s['photons_ratio_median']:.3f} | "
+                f"{s['background_ratio_median']:.3f} |"
             )
     print(f"-> {args.output}")
 

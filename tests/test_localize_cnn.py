@@ -14,7 +14,7 @@ from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig, RunCo
 from dblink_live.errors import DblinkError
 from dblink_live.localize import CameraCalibration, ClassicLocalizer, CNNLocalizer
 from dblink_live.localize.cnn import load_localizer_checkpoint, resolve_weights
-from dblink_live.metrics import score_localizations
+from dblink_live.metrics import match_localizations, score_localizations
 from dblink_live.sim import simulate_movie
 
 
@@ -34,7 +34,8 @@ def test_shipped_checkpoint_describes_itself() -> None:
     model, ckpt = load_localizer_checkpoint("localizer")
     assert ckpt["format"] == "dblink-live-localizer"
     assert ckpt["architecture"]["in_frames"] == 3
-    assert ckpt["training"]["pixel_size_nm"] == [100.0, 160.0]
+    assert ckpt["training"]["pixel_size_nm"] == [65.0, 200.0]
+    assert ckpt["input_norm"] == "robust" and model.input_norm == "robust"
     assert ckpt["step"] == ckpt["training"]["steps"]
     assert ckpt["package_version"]
     assert sum(p.numel() for p in model.parameters()) < 500_000
@@ -122,3 +123,34 @@ def test_train_localizer_runs_and_resumes(tmp_path: Path) -> None:
 def test_classic_config_is_reachable_from_yaml() -> None:
     cfg = RunConfig().updated(localizer={"kind": "classic", "threshold_snr": 4})
     assert isinstance(cfg.localizer, ClassicLocalizerConfig) and cfg.localizer.threshold_snr == 4
+
+
+@pytest.mark.parametrize(
+    "camera",
+    [
+        {"kind": "emccd"},
+        {"kind": "scmos", "e_per_adu": 0.3, "baseline_adu": 400.0, "background_photons": 120.0},
+    ],
+    ids=["emccd", "scmos"],
+)
+def test_photons_and_background_match_the_simulated_truth(camera: dict) -> None:
+    """With the camera's calibration, the CNN's photons (of emitters lit for the whole frame)
+    and background (photons per pixel) are within 10 % of the simulator's, in median."""
+    cfg = RunConfig().updated(
+        simulation={
+            "photophysics": {"density_per_um2": 0.3},
+            "optics": {"sigma_nm": 130.0},
+            "camera": {"width_px": 48, "height_px": 48, **camera},
+        }
+    )
+    m = simulate_movie(cfg, n_frames=60, seed=21)
+    cal = CameraCalibration.from_camera(m.metadata["camera"])
+    out = CNNLocalizer(device="cpu").localize(m.raw, cal)
+    em = m.emitters
+    gi, pi = match_localizations(em.frame, em.x_nm, em.y_nm, out.frame, out.x_nm, out.y_nm, 100.0)
+    full = em.on_fraction[gi] >= 1
+    assert full.sum() > 100
+    photons = np.median(out.photons[pi][full] / em.photons[gi][full])
+    background = np.median(out.background[pi]) / cfg.simulation.camera.background_photons
+    assert photons == pytest.approx(1.0, abs=0.1)
+    assert background == pytest.approx(1.0, abs=0.1)

@@ -4,11 +4,15 @@ Each sample is a short movie of three frames with uniformly placed fluorophores 
 (continuous-time model of :mod:`dblink_live.sim.photophysics`, so an emitter on in frame t is
 often on in t +- 1), imaged by an EMCCD or sCMOS camera model (:mod:`dblink_live.sim.camera`),
 with pixel size, PSF width, density, brightness and background drawn per sample from the
-training ranges. The input is converted to photons with the *scalar* calibration a user knows
-(baseline, e-/ADU, gain, QE), exactly as at inference time.
+training ranges. With ``input_norm: robust`` the input is each frame normalized by its own
+background and noise (:mod:`dblink_live.localize.normalize`), exactly as at inference time, so
+no calibration enters; with ``calibrated`` it is photons from the camera's *scalar*
+calibration (baseline, e-/ADU, gain, QE).
 
 Loss per pixel of the middle frame: binary cross-entropy for "an emitter centre lies here"
-(emitters dimmer than ``min_photons`` are neither positives nor negatives), and at positive
+(emitters dimmer than ``min_photons``, or below ``min_snr`` -- photons over the frame noise and
+the PSF's area -- are neither positives nor negatives, so the network is not taught that faint
+emitters are noise nor made to guess at them), and at positive
 pixels the Gaussian negative log-likelihood of the sub-pixel offsets with the predicted
 uncertainties, a relative L1 on photons; plus a relative L2 on the background everywhere.
 """
@@ -166,11 +170,16 @@ def _sample(cfg: LocalizerTrainingConfig, rng: np.random.Generator, p: int) -> d
         # targets in the network's units: photons per (frame noise x photons per ADU); the
         # background as its difference from the normalizer's map, in units of the noise
         out["photon_unit"] = noise_adu * ph_per_adu
+        # matched-filter SNR of each emitter against the frame noise: photons in noise units
+        # over the PSF's effective area, sqrt(4 pi) sigma_x sigma_y... (px)
+        sx_px, sy_px = sx_l[ev.emitter][mid] / px, sy_l[ev.emitter][mid] / px
+        out["snr"] = ev.photons[mid] / out["photon_unit"] / np.sqrt(4 * np.pi * sx_px * sy_px)
         bg_adu = cam_cfg.baseline_adu + camera.background / ph_per_adu
         out["bg"] = (bg_adu - norm.background[1].numpy()) / noise_adu
     else:
         out["x"] = cal.to_photons(raw).numpy() / INPUT_SCALE
         out["photon_unit"] = 1.0
+        out["snr"] = np.full(int(mid.sum()), np.inf)
         out["bg"] = camera.background
     return out
 
@@ -194,16 +203,16 @@ def sample_batch(
         x[i] = s["x"]
         bg[i] = s["bg"]
         pxs.append(s["px"])
-        ex, ey, eph, dfc = s["ex"], s["ey"], s["eph"], s["defocus"]
+        ex, ey, eph, dfc, snr = s["ex"], s["ey"], s["eph"], s["defocus"], s["snr"]
         col, row = np.floor(ex + 0.5).astype(int), np.floor(ey + 0.5).astype(int)
         inside = (col >= 0) & (col < p) & (row >= 0) & (row < p)
         ex, ey, eph, col, row = ex[inside], ey[inside], eph[inside], col[inside], row[inside]
-        dfc = dfc[inside]
+        dfc, snr = dfc[inside], snr[inside]
         in_focus = dfc == 1.0
         emitters.append(np.column_stack([ex, ey, eph])[in_focus])
         # too dim, or moderately defocused: neither target nor negative; strongly defocused
         # blobs (> 2.2x the PSF) stay negatives, so the network learns to leave them out
-        dim = (eph < cfg.min_photons) | ((dfc > 1.0) & (dfc <= 2.2))
+        dim = (eph < cfg.min_photons) | (snr < cfg.min_snr) | ((dfc > 1.0) & (dfc <= 2.2))
         care[i, row[dim], col[dim]] = 0.0
         target_ok = ~dim & in_focus
         order = np.argsort(eph)  # brightest written last wins a shared pixel

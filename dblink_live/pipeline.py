@@ -893,12 +893,9 @@ class Pipeline:
         if self._window_warning:
             out.append(self._window_warning)
         if model is not None and self._frames_localized > 5 * self.window and density > 0:
-            lo, hi = _training_density(model)
-            if lo is not None and not (0.5 * lo <= density <= 2 * hi):
-                out.append(
-                    f"localization density {density:.2f}/um2/frame is outside the model's "
-                    f"training range {lo}-{hi}"
-                )
+            msg = model.density_warning(density, self.window)
+            if msg:
+                out.append(msg)
         return out
 
 
@@ -909,14 +906,6 @@ def auto_recon_weights(structure: str) -> str:
 
     live = f"recon_{structure}_live"
     return live if live in shipped_names("recon_") else f"recon_{structure}"
-
-
-def _training_density(model: LoadedModel) -> tuple[float | None, float | None]:
-    """Localization density range (per um^2 per frame) the model was trained on, if recorded."""
-    rng = (model.checkpoint.get("config") or {}).get("recon_training", {}).get("density_per_um2")
-    if not rng:
-        return None, None
-    return float(rng[0]), float(rng[1])
 
 
 def demo_pipeline(

@@ -816,3 +816,54 @@ def test_real_tiff_route_localize_reprocess_view(windows, shared_data: Path, tmp
     assert win.raw_panel.image is not None and win.raw_panel.image.shape == (64, 64)
     assert win.recon_panel.image is not None and win.recon_panel.image.max() > 0
     assert win.render_panel.image is not None and win.render_panel.image.sum() > 0
+
+
+@pytest.mark.qt
+def test_a_recording_made_from_a_table_shows_its_localizations(windows, tmp_path, qtbot):
+    """`reprocess TABLE -o NEW.zarr` makes a recording without camera frames (and with a grid
+    away from the origin); `view` shows its localizations in the raw frame's place and its
+    reconstructions, over the table's frames."""
+    from dblink_live.io.tables import write_localizations
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = np.sort(rng.integers(0, 50, n))
+    x = 21_000 + rng.uniform(0, 2000, n)  # a short vertical line at x ~ 21-23 um
+    y = 15_000 + rng.normal(0, 20, n) + np.linspace(0, 2000, n)
+    locs = Localizations(
+        frame, x, y, np.full(n, 1e3), np.full(n, 50.0), np.full(n, 15.0), np.ones(n), n_frames=50
+    )
+    table = tmp_path / "line.csv"
+    write_localizations(locs, table, format="thunderstorm")
+    out = tmp_path / "line.zarr"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dblink_live.cli",
+            "reprocess",
+            str(table),
+            "-o",
+            str(out),
+            "--weights",
+            "recon_filaments_live",
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    src = RecordingSource(out)
+    assert not src.has_raw and src.n_frames == 50 and src.n_outputs == 5
+    assert src.origin_nm[0] > 19_000  # the data's box, not the origin
+    assert src.render(49, 50).sum() == n  # every localization lands on the grid
+    win = windows(out)
+    qtbot.waitExposed(win)
+    assert win.time_bar.slider.maximum() == 49
+    assert win.raw_panel.image is not None and win.raw_panel.image.sum() > 0
+    assert "no camera frames" in win.raw_panel.subtitle.text()
+    assert win.recon_panel.image is not None
+    assert "localization table" in win.info_label.text()

@@ -394,6 +394,9 @@ def test_shipped_model_choice_by_structure_and_window() -> None:
     assert choose_recon_weights("filaments", 25) == "recon_filaments_wrange"
     assert choose_recon_weights("mitochondria", 10) == "recon_mitochondria"
     assert choose_recon_weights("mitochondria", 40) == "recon_mitochondria"  # none fits: warned
+    # far beyond every trained range: the closest range wins (warned by the caller)
+    assert choose_recon_weights("filaments", 1000) == "recon_filaments_wrange"
+    assert choose_recon_weights("filaments", 2) == "recon_filaments"
     with pytest.raises(DblinkError, match="no shipped reconstruction model for 'actin'"):
         choose_recon_weights("actin", 10)
     fil = load_recon_model("recon_filaments", "cpu")
@@ -455,3 +458,73 @@ def test_redrawn_ground_truth_equals_the_stored_one_and_refuses_a_tampered_one(
     tampered = (np.roll(stored[0], 5, axis=-1), stored[1])
     with pytest.raises(DblinkError, match="does not reproduce"):
         _truth_on_grid(rec, tampered, 40.0, 20)
+
+
+def _real_table_part(shared_data: Path, frames: int):
+    """The first ``frames`` frames of the real U2OS microtubule table (Ries lab, CC0)."""
+    from dblink_live.io.tables import read_localizations
+
+    locs = read_localizations(shared_data / "real" / "u2os_microtubules_rieslab.csv")
+    part = locs.select(locs.frame < frames)
+    part.n_frames = frames
+    return part
+
+
+def test_a_table_reconstructs_on_its_own_box_and_identically_when_shifted(
+    tiny_checkpoint: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    """A real table (data at x 18-21 um, y 3-11 um) gets a grid on its bounding box, never
+    from the origin; shifted by 20 um it reconstructs identically, shifted."""
+    from dataclasses import replace
+
+    from dblink_live.io.tables import write_localizations
+
+    part = _real_table_part(shared_data, 200)
+    shifted = replace(part, x_nm=part.x_nm + 20_000.0, y_nm=part.y_nm + 20_000.0)
+    results = []
+    for name, table in (("a", part), ("b", shifted)):
+        path = tmp_path / f"{name}.csv"
+        write_localizations(table, path, format="thunderstorm")
+        out = tmp_path / f"{name}.zarr"
+        r = _cli("reprocess", str(path), "-o", str(out), "--weights", str(tiny_checkpoint), "-q")
+        assert r.returncode == 0, r.stderr
+        results.append(Recording.open(out))
+    (ra, aa), (rb, ab) = (rec.read_image("reconstruction") for rec in results)
+    assert ra.shape == rb.shape and ra.shape[0] >= 19  # the CSV keeps frames up to the last
+    # box of the data plus 1 um each side, in 40 nm bins: far smaller than from the origin
+    assert ra.shape[2] * 40 < (part.x_nm.max() - part.x_nm.min()) + 2100
+    assert aa["origin_nm"][0] == pytest.approx(np.floor((part.x_nm.min() - 1000) / 40) * 40)
+    assert ab["origin_nm"][0] == pytest.approx(aa["origin_nm"][0] + 20_000.0)
+    np.testing.assert_allclose(ra, rb, atol=1e-5)
+    translation = ab["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
+    assert translation["translation"][1:] == [ab["origin_nm"][1], ab["origin_nm"][0]]
+    assert aa["density_per_um2"] == pytest.approx(ab["density_per_um2"])
+
+
+def test_a_sparse_real_table_is_warned_about_and_empty_maps_get_no_confidence(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """The real table holds ~0.01 localizations/um^2/frame, far below the shipped model's
+    training range: reprocess says so with the W that would fit; its frame interval and pixel
+    size are not in the file, which is said too; maps with no localization get confidence 0."""
+    from dblink_live.io.tables import write_localizations
+    from dblink_live.recon.reprocess import reprocess
+
+    part = _real_table_part(shared_data, 400)
+    table = tmp_path / "u2os.csv"
+    write_localizations(part, table, format="thunderstorm")
+    res = reprocess(table, output=tmp_path / "u2os.zarr", device="cpu")
+    text = " | ".join(res.warnings)
+    assert "is outside the range recon_filaments was trained on" in text
+    assert "/um2/frame" in text and "W=" in text
+    assert "does not state the frame interval" in text and "camera pixel size" in text
+    rec = Recording.open(tmp_path / "u2os.zarr")
+    recon, attrs = rec.read_image("reconstruction")
+    conf, _ = rec.read_image("confidence")
+    per_frame = np.bincount(part.frame, minlength=400)
+    per_map = per_frame.reshape(-1, 10).sum(axis=1)
+    assert (per_map == 0).any()  # the table has empty windows
+    assert (conf[per_map == 0] == 0).all()
+    assert (conf[per_map > 0].max(axis=(1, 2)) > 0).all()
+    assert rec.group["confidence"].attrs["maps_without_localizations"] == (per_map == 0).sum()
+    assert attrs["density_per_um2"] < 0.1

@@ -122,6 +122,8 @@ class RecordingSource:
         self.window_frames = max(1, window)
         self.stride_frames = max(1, int(self.image_attrs.get("stride_frames", self.window_frames)))
         self.first_frame = int(self.image_attrs.get("first_frame", 0))
+        ox, oy = self.image_attrs.get("origin_nm") or (0.0, 0.0)
+        self.origin_nm = (float(ox), float(oy))
 
     def refresh(self) -> bool:
         """Re-open the store to see data written since; True if anything grew."""
@@ -138,9 +140,20 @@ class RecordingSource:
         return (self.n_frames, self.n_outputs, len(self._loc_frame)) != before
 
     @property
+    def has_raw(self) -> bool:
+        """Whether the recording holds camera frames (one made from a table holds none)."""
+        return self.recording.n_frames > 0
+
+    @property
     def n_frames(self) -> int:
-        """Complete raw frames."""
-        return self.recording.n_frames
+        """Raw frames on the time axis: the complete camera frames, or for a recording made
+        from a localization table the frames its table covers."""
+        if self.has_raw:
+            return self.recording.n_frames
+        if not self._loc_frame.size:
+            self._load_localizations()
+        table = int(self.recording.meta.get("table_frames") or 0)
+        return max(table, int(self._loc_frame.max()) + 1 if self._loc_frame.size else 0)
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -181,7 +194,7 @@ class RecordingSource:
     # ------------------------------------------------------------------ data
     def raw_frame(self, frame: int) -> np.ndarray:
         """(Y, X) uint16 raw frame ``frame`` (0-based, clipped to the recorded frames)."""
-        if self.n_frames == 0:
+        if not self.has_raw:
             raise RecordingError(f"{self.path} holds no frames yet")
         frame = int(np.clip(frame, 0, self.n_frames - 1))
         return self._raw.get(frame, self.n_frames)
@@ -230,13 +243,14 @@ class RecordingSource:
         -------
         (Y', X') float32 counts on the reconstruction grid (``bin_nm`` bins).
         """
-        if not self._loc_frame.size and self.n_frames:
+        if not self._loc_frame.size:
             self._load_localizations()
         ny, nx = self.grid_shape
         lo = np.searchsorted(self._loc_frame, last_frame - max(1, n_frames) + 1, side="left")
         hi = np.searchsorted(self._loc_frame, last_frame, side="right")
-        ix = np.floor(self._loc_x[lo:hi] / self.bin_nm).astype(np.int64)
-        iy = np.floor(self._loc_y[lo:hi] / self.bin_nm).astype(np.int64)
+        ox, oy = self.origin_nm  # the grid's corner (a table's data box; 0 on a camera)
+        ix = np.floor((self._loc_x[lo:hi] - ox) / self.bin_nm).astype(np.int64)
+        iy = np.floor((self._loc_y[lo:hi] - oy) / self.bin_nm).astype(np.int64)
         ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         counts = np.bincount(iy[ok] * nx + ix[ok], minlength=ny * nx)
         return counts.reshape(ny, nx).astype(np.float32)
@@ -259,7 +273,7 @@ class RecordingSource:
         render_maps = max(1, int(render_maps))
         return ViewFrame(
             frame_index=frame,
-            raw=self.raw_frame(frame),
+            raw=self.raw_frame(frame) if self.has_raw else None,
             render=self.render(frame, render_maps * self.window_frames),
             render_maps=render_maps,
             render_last_frame=frame,
@@ -278,11 +292,17 @@ class RecordingSource:
             self._load_localizations()
         n = self.n_frames
         h, w = self.frame_shape
-        text = (
-            f"{self.path.name}: {n} frames of {h}x{w} px, {self.pixel_size_nm:g} nm, "
-            f"{self.frame_interval_s * 1e3:g} ms"
-        )
-        if n:
+        if not self.has_raw:
+            text = (
+                f"{self.path.name}: localization table of {n} frames (no camera frames), "
+                f"{self.n_localizations:,} localizations, {self.frame_interval_s * 1e3:g} ms"
+            )
+        else:
+            text = (
+                f"{self.path.name}: {n} frames of {h}x{w} px, {self.pixel_size_nm:g} nm, "
+                f"{self.frame_interval_s * 1e3:g} ms"
+            )
+        if n and self.has_raw:
             per_frame = self.n_localizations / n
             area_um2 = h * w * (self.pixel_size_nm / 1e3) ** 2
             text += f" | {per_frame:.1f} loc/frame ({per_frame / area_um2:.2f}/um2)"

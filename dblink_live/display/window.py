@@ -577,8 +577,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _show(self, vf: ViewFrame) -> None:
         """Put ``vf`` on the panels (the reconstruction only when it changed)."""
         self.counters["redraws"] += 1
-        self.raw_panel.set_image(vf.raw, vf.pixel_size_nm)
-        self.raw_panel.subtitle.setText(f"frame {vf.frame_index}" if vf.raw is not None else "")
+        if vf.raw is None and self.source is not None and not self.source.has_raw:
+            # a recording made from a table: its localizations stand in for the camera
+            self.raw_panel.set_image(vf.render, vf.bin_nm)
+            self.raw_panel.subtitle.setText("no camera frames: localizations shown")
+        else:
+            self.raw_panel.set_image(vf.raw, vf.pixel_size_nm)
+            self.raw_panel.subtitle.setText(f"frame {vf.frame_index}" if vf.raw is not None else "")
         self.render_panel.set_image(vf.render, vf.bin_nm)
         if vf.render is not None:
             frames = vf.render_maps * vf.window_frames

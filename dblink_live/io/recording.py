@@ -457,11 +457,14 @@ class Recording:
         first_frame: int = 0,
         chunk_maps: int = 16,
         overwrite: bool = False,
+        origin_nm: tuple[float, float] = (0.0, 0.0),
         **attrs: Any,
     ) -> zarr.Array:
         """Create an appendable (T', Y', X') image on the reconstruction grid.
 
-        Map k covers raw frames ``first_frame + k * stride_frames + [0, window_frames)``.
+        Map k covers raw frames ``first_frame + k * stride_frames + [0, window_frames)``; bin
+        ``(i, j)`` covers ``origin_nm + ([j, j + 1), [i, i + 1)) * bin_nm`` (x, y; nm): the
+        origin is (0, 0) on a camera's field and the data's corner for a table.
         """
         self._require_writable()
         if name not in IMAGE_NAMES:
@@ -482,8 +485,13 @@ class Recording:
                 "stride_frames": int(stride),
                 "first_frame": int(first_frame),
                 "frames_written": 0,
+                "origin_nm": [float(origin_nm[0]), float(origin_nm[1])],
                 **_jsonable(attrs),
-                "ome": _ngff(name, [stride * dt, float(bin_nm), float(bin_nm)], [t0, 0.0, 0.0]),
+                "ome": _ngff(
+                    name,
+                    [stride * dt, float(bin_nm), float(bin_nm)],
+                    [t0, float(origin_nm[1]), float(origin_nm[0])],
+                ),
             }
         )
         return arr

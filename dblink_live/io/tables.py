@@ -88,6 +88,7 @@ from dblink_live import __version__
 from dblink_live.errors import FormatError
 from dblink_live.localizations import Localizations
 
+_log = logging.getLogger(__name__)
 __all__ = [
     "READ_FORMATS",
     "WRITE_FORMATS",
@@ -1255,7 +1256,7 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
             f"{p}: Picasso localizations need their metadata file {y.name} beside them (not found)"
         )
     docs = _load_yaml_docs(y)
-    px: float | None = None
+    found: dict[str, float] = {}  # "Camera.Pixelsize" (the movie's) and "Pixelsize" (Localize)
     n_frames = 0
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
@@ -1263,11 +1264,23 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
         if i == 0 and isinstance(doc.get("Frames"), int):
             n_frames = int(doc["Frames"])
         for key, value in doc.items():
-            if str(key).replace(" ", "").lower() == "pixelsize":
+            k = str(key).replace(" ", "").lower()
+            if k in ("pixelsize", "camera.pixelsize"):
                 try:
-                    px = float(value)
+                    found.setdefault(k, float(value))
                 except (TypeError, ValueError):
-                    raise FormatError(f"{y}: Pixelsize is not a number: {value!r}") from None
+                    raise FormatError(f"{y}: {key} is not a number: {value!r}") from None
+    # the camera's own pixel size (written with the movie) wins over Localize's setting
+    px = found.get("camera.pixelsize", found.get("pixelsize"))
+    if len(found) == 2 and found["camera.pixelsize"] != found["pixelsize"]:
+        _log.warning(
+            "%s: Camera.Pixelsize is %g nm but Localize's Pixelsize is %g nm; using the "
+            "camera's %g nm (give pixel_size_nm / --pixel-size-nm to override)",
+            y.name,
+            found["camera.pixelsize"],
+            found["pixelsize"],
+            found["camera.pixelsize"],
+        )
     if px is None:
         px = pixel_size_nm
     if px is None:

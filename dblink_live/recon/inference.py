@@ -16,6 +16,7 @@ one full window pass per output frame.
 from __future__ import annotations
 
 import functools
+import math
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -81,6 +82,42 @@ class LoadedModel:
             f"more false positives{hint}"
         )
 
+    @property
+    def trained_density_per_um2(self) -> tuple[float, float] | None:
+        """Localization density range (per um^2 per raw frame) the model was trained on."""
+        cfg = (self.checkpoint.get("config") or {}).get("recon_training") or {}
+        rng = cfg.get("density_per_um2")
+        return (float(rng[0]), float(rng[1])) if rng else None
+
+    def density_warning(self, density_per_um2: float, window_frames: int) -> str | None:
+        """A warning when the measured density (per um^2 per frame, over the area holding
+        data) lies outside the model's training range, with the W that would give its maps
+        the localizations per map the model was trained with."""
+        rng = self.trained_density_per_um2
+        if rng is None or density_per_um2 <= 0:
+            return None
+        lo, hi = rng
+        if 0.5 * lo <= density_per_um2 <= 2.0 * hi:
+            return None
+        w_lo, w_hi = self.trained_window_frames
+        # per map the model saw lo*W..hi*W localizations per um^2 (W over its training range)
+        per_map_lo, per_map_hi = lo * w_lo, hi * w_hi
+        w_min = math.ceil(per_map_lo / density_per_um2)
+        w_max = max(w_min, math.floor(per_map_hi / density_per_um2))
+        if density_per_um2 < lo:
+            advice = (
+                f"maps of W={window_frames} hold {density_per_um2 * window_frames:.2g} "
+                f"localizations/um2 where it was trained on {per_map_lo:.2g}-{per_map_hi:.2g}: "
+                f"W={w_min}-{w_max} would, at the cost of temporal resolution; expect "
+                "structure drawn through sparse or background localizations"
+            )
+        else:
+            advice = f"expect missed structure; W={max(1, w_min)}-{max(1, w_max)} would fit"
+        return (
+            f"localization density {density_per_um2:.3g}/um2/frame is outside the range "
+            f"{self.name} was trained on ({lo:g}-{hi:g}/um2/frame): {advice}"
+        )
+
     def describe(self) -> dict[str, Any]:
         """Stored with every reconstruction: which model, trained for which grid."""
         return {
@@ -118,9 +155,9 @@ def choose_recon_weights(structure: str, window_frames: int) -> str:
     """The shipped model for offline use on ``structure`` at W = ``window_frames``.
 
     ``recon_<structure>`` when it was trained for that W, else another shipped model of that
-    structure trained for it (e.g. ``recon_filaments_wrange`` for W = 40), else
-    ``recon_<structure>`` anyway (the caller warns). Live models (``*_live``) are left to the
-    live pipeline.
+    structure trained for it (e.g. ``recon_filaments_wrange`` for W = 40), else the one whose
+    trained W range comes closest (``recon_filaments_wrange`` for W = 1000; the caller warns).
+    Live models (``*_live``) are left to the live pipeline.
 
     Raises
     ------
@@ -135,9 +172,18 @@ def choose_recon_weights(structure: str, window_frames: int) -> str:
             "give --weights"
         )
     fitting = [n for n in names if _shipped_fits(n, structure, window_frames)]
-    if default in fitting or not fitting:
+    if default in fitting:
         return default
-    return fitting[0]
+    if fitting:
+        return fitting[0]
+    # none was trained for this W: the one whose W range comes closest (the caller warns)
+    candidates = [n for n in names if not n.endswith("_live") and _shipped_facts(n)[0] == structure]
+
+    def distance(name: str) -> float:
+        lo, hi = _shipped_facts(name)[1]
+        return abs(math.log(window_frames / min(max(window_frames, lo), hi)))
+
+    return min(candidates, key=lambda n: (distance(n), n != default), default=default)
 
 
 def resolve_recon_weights(weights: str | Path) -> Path:

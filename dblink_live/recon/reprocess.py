@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,21 @@ from dblink_live.recon.inference import (
 )
 from dblink_live.sim.scene import grid_shape
 
-__all__ = ["ReprocessResult", "reconstruct_localizations", "reprocess"]
+__all__ = [
+    "ReprocessResult",
+    "data_grid",
+    "occupied_area_um2",
+    "reconstruct_localizations",
+    "reprocess",
+]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 _TABLE_SUFFIXES = {".csv", ".h5", ".hdf5", ".txt"}
 #: W for ``weights="auto"`` when none is given (the shipped models' training W).
 DEFAULT_WINDOW_FRAMES = 10
+#: Frame interval (s) assumed for a table that does not state it (with a warning).
+DEFAULT_FRAME_INTERVAL_S = 0.01
 
 
 @dataclass
@@ -55,6 +63,53 @@ class ReprocessResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Margin (nm) kept around a table's localizations on the reconstruction grid.
+TABLE_MARGIN_NM = 1000.0
+#: Side (nm) of the tiles that decide which area holds data.
+OCCUPANCY_TILE_NM = 1000.0
+
+
+def data_grid(
+    locs: Localizations, bin_nm: float, margin_nm: float = TABLE_MARGIN_NM
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The grid of a table without a camera frame: its bounding box plus ``margin_nm``.
+
+    Returns ``(origin_nm, fov_nm)``, both (x, y); the origin is a whole number of bins, so a
+    table shifted by a whole number of bins reconstructs identically, shifted.
+    """
+    if len(locs) == 0:
+        raise DblinkError("no localizations to place a grid on")
+    x0 = math.floor((float(locs.x_nm.min()) - margin_nm) / bin_nm) * bin_nm
+    y0 = math.floor((float(locs.y_nm.min()) - margin_nm) / bin_nm) * bin_nm
+    x1 = float(locs.x_nm.max()) + margin_nm
+    y1 = float(locs.y_nm.max()) + margin_nm
+    return (x0, y0), (x1 - x0, y1 - y0)
+
+
+def occupied_area_um2(
+    locs: Localizations, fov_nm: tuple[float, float], tile_nm: float = OCCUPANCY_TILE_NM
+) -> float:
+    """Area (um^2) of the ``tile_nm`` tiles of ``[0, fov)`` that hold data.
+
+    A tile holds data when it has at least a tenth of the median count of the non-empty tiles
+    (and 2), so a few scattered background localizations do not make an empty margin count.
+    Coordinates are relative to the grid origin.
+    """
+    nx = max(1, math.ceil(fov_nm[0] / tile_nm))
+    ny = max(1, math.ceil(fov_nm[1] / tile_nm))
+    full = fov_nm[0] * fov_nm[1] / 1e6
+    if len(locs) == 0:
+        return full
+    ix = np.clip((locs.x_nm // tile_nm).astype(np.int64), 0, nx - 1)
+    iy = np.clip((locs.y_nm // tile_nm).astype(np.int64), 0, ny - 1)
+    counts = np.bincount(iy * nx + ix, minlength=nx * ny)
+    nonzero = counts[counts > 0]
+    held = counts >= max(2.0, 0.1 * float(np.median(nonzero)))
+    if not held.any():
+        return full
+    return min(full, float(held.sum()) * (tile_nm / 1e3) ** 2)
+
+
 def _check_stride(stride: int, window: int) -> int:
     if stride < 1 or window % stride:
         raise DblinkError(f"--stride must divide the window W={window} (e.g. 1, 2, 5, {window})")
@@ -70,11 +125,18 @@ def reconstruct_localizations(
     chunk_maps: int = 32,
     progress: Progress | None = None,
     window_frames: int | None = None,
+    origin_nm: tuple[float, float] = (0.0, 0.0),
+    density_per_um2: float | None = None,
 ):
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
 
     ``window_frames`` overrides the model's W (the input normalization keeps the scale of the
-    maps, so a model trained at W = 10 can be run at W = 20 or 40).
+    maps, so a model trained at W = 10 can be run at W = 20 or 40). The grid covers
+    ``origin_nm + [0, fov_nm)`` (x, y). ``density_per_um2`` (localizations per um^2 per frame)
+    normalizes the maps; by default it is measured over the whole field (as in training).
+
+    A map whose W frames hold no localization at all gets confidence 0: there is nothing to
+    be confident about.
 
     Output j covers raw frames ``[j * stride, j * stride + W)``; with ``stride < W`` the
     ``W / stride`` phase sequences run side by side (each with full bidirectional context) and
@@ -84,10 +146,15 @@ def reconstruct_localizations(
     stride = w if stride is None else stride
     phases = _check_stride(stride, w)
     shape = grid_shape(fov_nm, model.bin_nm)
-    area_um2 = fov_nm[0] * fov_nm[1] / 1e6
-    scale = map_scale(len(locs) / max(n_frames, 1) / area_um2, w, model.bin_nm)
+    if origin_nm != (0.0, 0.0):
+        locs = replace(locs, x_nm=locs.x_nm - origin_nm[0], y_nm=locs.y_nm - origin_nm[1])
+    if density_per_um2 is None:
+        density_per_um2 = len(locs) / max(n_frames, 1) / (fov_nm[0] * fov_nm[1] / 1e6)
+    scale = map_scale(density_per_um2, w, model.bin_nm)
     order = np.argsort(locs.frame, kind="stable")
     locs = locs.select(order)
+    per_frame = np.bincount(locs.frame, minlength=n_frames)[:n_frames]
+    cum = np.concatenate([[0], np.cumsum(per_frame)])
     n_out = max((n_frames - w) // stride + 1, 0) if n_frames >= w else 0
     if n_out == 0:
         raise DblinkError(f"{n_frames} frames are fewer than one window of W={w} frames")
@@ -141,11 +208,13 @@ def reconstruct_localizations(
             confs.append(c)
             next_out += 1
         if recs:
-            yield (
-                next_out - len(recs),
-                np.stack(recs),
-                (None if confs[0] is None else np.stack(confs)),
-            )
+            first_out = next_out - len(recs)
+            conf_block = None if confs[0] is None else np.stack(confs)
+            if conf_block is not None:
+                starts = (first_out + np.arange(len(recs))) * stride
+                empty = cum[np.minimum(starts + w, n_frames)] == cum[starts]
+                conf_block[empty] = 0.0
+            yield first_out, np.stack(recs), conf_block
         elif all(not pq for pq in pending):
             break
 
@@ -156,15 +225,16 @@ def _open_localizations(
     localizer: LocalizerConfig | None,
     device: str,
     progress: Progress | None,
-) -> tuple[Localizations, tuple[float, float], int, float, Recording | None]:
+) -> tuple[Localizations, tuple[float, float] | None, int, float | None, Recording | None]:
+    """(localizations, camera field (x, y nm) or None for a table, frames, frame interval (s)
+    or None when unknown, the recording)."""
     if input_path.suffix.lower() in _TABLE_SUFFIXES:
         from dblink_live.io.tables import read_localizations
 
         locs = read_localizations(input_path, pixel_size_nm=pixel_size_nm)
         if len(locs) == 0:
             raise DblinkError(f"{input_path} holds no localizations")
-        fov = (float(locs.x_nm.max()) + 1.0, float(locs.y_nm.max()) + 1.0)
-        return locs, fov, locs.n_frames, 0.01, None
+        return locs, None, locs.n_frames, None, None
     rec = Recording.open(input_path)
     if rec.n_localizations == 0:
         if rec.n_frames == 0:
@@ -175,9 +245,32 @@ def _open_localizations(
         localize(input_path, config=localizer, device=device, progress=progress)
         rec = Recording.open(input_path)
     locs = rec.read_localizations()
+    if rec.n_frames == 0:  # made from a table: no camera field, the data decide the grid
+        n = max(locs.n_frames, int(rec.meta.get("table_frames") or 0))
+        return locs, None, n, rec.frame_interval_s, rec
     h, w = rec.frame_shape
     fov = (w * rec.pixel_size_nm, h * rec.pixel_size_nm)
     return locs, fov, rec.n_frames, rec.frame_interval_s, rec
+
+
+def _table_metadata_warning(
+    path: Path, locs: Localizations, pixel_size_nm: float | None, interval_s: float | None
+) -> str | None:
+    """One line naming what a table does not say and what was assumed for it."""
+    missing = []
+    if interval_s is None:
+        missing.append(
+            f"the frame interval ({DEFAULT_FRAME_INTERVAL_S * 1e3:g} ms assumed for the time "
+            "axis; give --frame-interval-s)"
+        )
+    if pixel_size_nm is None and locs.pixel_size_nm == Localizations.empty().pixel_size_nm:
+        missing.append(
+            f"the camera pixel size ({locs.pixel_size_nm:g} nm assumed; it only sizes the drawn "
+            "field; give --pixel-size-nm)"
+        )
+    if not missing:
+        return None
+    return f"{path.name} does not state " + " nor ".join(missing)
 
 
 def reprocess(
@@ -208,36 +301,54 @@ def reprocess(
     """
     input_path = Path(input_path)
     t0 = time.perf_counter()
-    locs, fov, n_frames, interval, rec = _open_localizations(
+    locs, camera_fov, n_frames, interval, rec = _open_localizations(
         input_path, pixel_size_nm, localizer, device, progress
     )
+    warnings: list[str] = []
+    if rec is None:
+        meta = _table_metadata_warning(
+            input_path, locs, pixel_size_nm, frame_interval_s or interval
+        )
+        if meta:
+            warnings.append(meta)
     if weights == "auto":
         stored = ((rec.config or {}).get("simulation") or {}) if rec is not None else {}
         kind = structure or (stored.get("structure") or {}).get("kind") or "filaments"
         weights = choose_recon_weights(kind, window_frames or DEFAULT_WINDOW_FRAMES)
         log.info("model for %s at W=%s: %s", kind, window_frames or DEFAULT_WINDOW_FRAMES, weights)
     model = load_recon_model(weights, device)
-    interval = frame_interval_s or interval
+    interval = frame_interval_s or interval or DEFAULT_FRAME_INTERVAL_S
+    if camera_fov is None:  # a table: the grid covers its data, never the origin
+        origin, fov = data_grid(locs, model.bin_nm)
+    else:
+        origin, fov = (0.0, 0.0), camera_fov
     if rec is not None and (output is None or Path(output).resolve() == input_path.resolve()):
         target = Recording.open(input_path, mode="r+")
     else:
         if output is None:
             raise DblinkError(f"{input_path} is a table: give -o/--output NEW.zarr")
         px = locs.pixel_size_nm
-        shape = (max(1, math.ceil(fov[1] / px)), max(1, math.ceil(fov[0] / px)))
+        right, top = origin[0] + fov[0], origin[1] + fov[1]
+        shape = (max(1, math.ceil(top / px)), max(1, math.ceil(right / px)))
         target = Recording.create(
             output,
             frame_shape=shape,
             pixel_size_nm=px,
             frame_interval_s=interval,
             overwrite=overwrite,
-            extra={"source": str(input_path)},
+            extra={"source": str(input_path), "table_frames": int(n_frames)},
         )
         target.clear_localizations({"source": str(input_path)})
         target.append_localizations(locs)
     w = window_frames or model.window_frames
     stride = w if stride is None else stride
-    warnings = [m for m in (model.window_warning(w),) if m]
+    if camera_fov is None:  # density over the tiles that hold data, not the whole box
+        shifted = replace(locs, x_nm=locs.x_nm - origin[0], y_nm=locs.y_nm - origin[1])
+        area = occupied_area_um2(shifted, fov)
+    else:  # a camera's field, as the models were trained
+        area = fov[0] * fov[1] / 1e6
+    density = len(locs) / max(n_frames, 1) / area
+    warnings += [m for m in (model.window_warning(w), model.density_warning(density, w)) if m]
     for m in warnings:
         log.warning(m)
     for name in ("reconstruction", "confidence"):
@@ -245,7 +356,13 @@ def reprocess(
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")
         target.delete_image(name)
     shape = grid_shape(fov, model.bin_nm)
-    info = {"model": model.describe(), "fov_nm": list(fov)}
+    info = {
+        "model": model.describe(),
+        "fov_nm": list(fov),
+        "density_per_um2": density,
+        "occupied_area_um2": area,
+        "warnings": warnings,
+    }
     for name in ("reconstruction", "confidence"):
         target.create_image(
             name,
@@ -254,16 +371,23 @@ def reprocess(
             bin_nm=model.bin_nm,
             window_frames=w,
             stride_frames=stride,
+            origin_nm=origin,
             **info,
         )
-    n = 0
+    n = empty = 0
     for _, recon, conf in reconstruct_localizations(
-        locs, model, fov, n_frames, stride, chunk_maps, progress, w
+        locs, model, fov, n_frames, stride, chunk_maps, progress, w, origin, density
     ):
         target.append_image("reconstruction", recon)
         if conf is not None:
             target.append_image("confidence", conf)
+            empty += int((conf.reshape(len(conf), -1).max(axis=1) == 0).sum())
         n += len(recon)
+    if empty:
+        msg = f"{empty} of {n} maps had no localization in their window: confidence 0"
+        warnings.append(msg)
+        log.warning(msg)
+        target.group["confidence"].attrs["maps_without_localizations"] = empty
     exports: list[Path] = []
     if export_tiff or export_gif:
         data, _ = target.read_image("reconstruction")  # type: ignore[misc]

@@ -519,7 +519,7 @@ def test_a_sparse_real_table_is_warned_about_and_empty_maps_get_no_confidence(
     assert "/um2/frame" in text and "W=" in text
     assert "does not state the frame interval" in text and "camera pixel size" in text
     rec = Recording.open(tmp_path / "u2os.zarr")
-    recon, attrs = rec.read_image("reconstruction")
+    _, attrs = rec.read_image("reconstruction")
     conf, _ = rec.read_image("confidence")
     per_frame = np.bincount(part.frame, minlength=400)
     per_map = per_frame.reshape(-1, 10).sum(axis=1)

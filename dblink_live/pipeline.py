@@ -48,6 +48,11 @@ from dblink_live.localizations import Localizations, count_maps
 from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.data import map_scale
+from dblink_live.recon.evidence import (
+    EVIDENCE_CONTEXT_MAPS,
+    evidence_from_counts,
+    temper_confidence,
+)
 from dblink_live.recon.inference import LoadedModel, load_recon_model
 from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
 from dblink_live.sim.scene import grid_shape
@@ -602,6 +607,9 @@ class Pipeline:
         total_locs, total_frames = 0.0, 0
         pending_out: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         last_flush = time.monotonic()
+        # unscaled counts and localized frames of recent maps: the evidence for the confidence
+        evidence_maps: dict[int, tuple[np.ndarray, int]] = {}
+        keep_maps = 2 * EVIDENCE_CONTEXT_MAPS + self.delay_maps + 2
 
         def finish_map(k: int) -> None:
             nonlocal total_locs, total_frames
@@ -611,6 +619,9 @@ class Pipeline:
             valid = w - dropped.pop(k, 0)
             total_locs += float(counts.sum())
             total_frames += valid
+            evidence_maps[k] = (counts, valid)
+            for old in [m for m in evidence_maps if m <= k - keep_maps]:
+                del evidence_maps[old]
             if 0 < valid < w:
                 counts = counts * (w / valid)  # a map missing frames, scaled to a full window
             with self._lock:
@@ -626,6 +637,9 @@ class Pipeline:
         def deliver(out: tuple[int, np.ndarray, np.ndarray | None], t_arr: float | None) -> None:
             nonlocal last_flush
             idx, rec, conf = out
+            if conf is not None:
+                conf = self._tempered(idx, rec, conf, evidence_maps, total_locs, total_frames)
+                out = (idx, rec, conf)
             if t_arr is not None:
                 with self._stats_lock:
                     self._latencies.append(time.monotonic() - t_arr)
@@ -694,6 +708,32 @@ class Pipeline:
             for out in self.streamer.flush():
                 deliver(out, arrival_end.pop(out[0], None))
         flush()
+
+    def _tempered(
+        self,
+        idx: int,
+        rec: np.ndarray,
+        conf: np.ndarray,
+        maps: dict[int, tuple[np.ndarray, int]],
+        total_locs: float,
+        total_frames: int,
+    ) -> np.ndarray:
+        """The learned confidence of output ``idx`` tempered by the evidence of the
+        localizations over +-K maps (those that exist yet), 0 for a map with no localized
+        frame or no localization, and scaled for a density outside the training range."""
+        k = EVIDENCE_CONTEXT_MAPS
+        ctx = [maps[m] for m in range(idx - k, idx + k + 1) if m in maps]
+        own = maps.get(idx)
+        if own is None or own[1] == 0 or float(own[0].sum()) == 0.0:
+            return np.zeros_like(conf)
+        counts = np.sum([c for c, _ in ctx], axis=0)[None]
+        frames = np.array([sum(v for _, v in ctx)])
+        ev = evidence_from_counts(counts, frames, rec[None], self.bin_nm)[0]
+        out = temper_confidence(conf[None], rec[None], ev[None])[0]
+        if self.model is not None and total_frames:
+            factor = self.model.density_factor(total_locs / total_frames / self._area_um2())
+            out = out * np.float32(factor)
+        return out
 
     def _push_map(self, m: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         if isinstance(self.streamer, ProcessStreamingReconstructor):

@@ -89,6 +89,20 @@ class LoadedModel:
         rng = cfg.get("density_per_um2")
         return (float(rng[0]), float(rng[1])) if rng else None
 
+    def density_factor(self, density_per_um2: float) -> float:
+        """Factor (0, 1] on the confidence for a density outside the training range: 1 within
+        half the lowest to twice the highest trained density, else the ratio to that band
+        (a table 10x sparser than the model ever saw keeps a tenth of its confidence)."""
+        rng = self.trained_density_per_um2
+        if rng is None or density_per_um2 <= 0:
+            return 1.0
+        lo, hi = 0.5 * rng[0], 2.0 * rng[1]
+        if density_per_um2 < lo:
+            return density_per_um2 / lo
+        if density_per_um2 > hi:
+            return hi / density_per_um2
+        return 1.0
+
     def density_warning(self, density_per_um2: float, window_frames: int) -> str | None:
         """A warning when the measured density (per um^2 per frame, over the area holding
         data) lies outside the model's training range, with the W that would give its maps
@@ -113,9 +127,11 @@ class LoadedModel:
             )
         else:
             advice = f"expect missed structure; W={max(1, w_min)}-{max(1, w_max)} would fit"
+        factor = self.density_factor(density_per_um2)
         return (
             f"localization density {density_per_um2:.3g}/um2/frame is outside the range "
-            f"{self.name} was trained on ({lo:g}-{hi:g}/um2/frame): {advice}"
+            f"{self.name} was trained on ({lo:g}-{hi:g}/um2/frame): {advice}; confidence "
+            f"scaled by {factor:.2g}"
         )
 
     def describe(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.recon.data import count_maps_torch, map_scale
+from dblink_live.recon.evidence import evidence, temper_confidence
 from dblink_live.recon.inference import (
     LoadedModel,
     choose_recon_weights,
@@ -127,6 +128,8 @@ def reconstruct_localizations(
     window_frames: int | None = None,
     origin_nm: tuple[float, float] = (0.0, 0.0),
     density_per_um2: float | None = None,
+    with_evidence: bool = True,
+    confidence_scale: float = 1.0,
 ):
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
 
@@ -135,8 +138,12 @@ def reconstruct_localizations(
     ``origin_nm + [0, fov_nm)`` (x, y). ``density_per_um2`` (localizations per um^2 per frame)
     normalizes the maps; by default it is measured over the whole field (as in training).
 
-    A map whose W frames hold no localization at all gets confidence 0: there is nothing to
-    be confident about.
+    The confidence is the network's, tempered by the evidence of the localizations
+    (``with_evidence``; :mod:`dblink_live.recon.evidence`): a structure pixel whose
+    neighbourhood holds no more localizations over the temporal context than background
+    predicts loses its confidence. A map whose W frames hold no localization at all gets
+    confidence 0: there is nothing to be confident about. ``confidence_scale`` multiplies the
+    confidence (e.g. :meth:`LoadedModel.density_factor` for data outside the training range).
 
     Output j covers raw frames ``[j * stride, j * stride + W)``; with ``stride < W`` the
     ``W / stride`` phase sequences run side by side (each with full bidirectional context) and
@@ -210,11 +217,17 @@ def reconstruct_localizations(
         if recs:
             first_out = next_out - len(recs)
             conf_block = None if confs[0] is None else np.stack(confs)
+            recon_block = np.stack(recs)
             if conf_block is not None:
+                if with_evidence:
+                    ev = evidence(locs, recon_block, model.bin_nm, first_out, stride, w, n_frames)
+                    conf_block = temper_confidence(conf_block, recon_block, ev)
                 starts = (first_out + np.arange(len(recs))) * stride
                 empty = cum[np.minimum(starts + w, n_frames)] == cum[starts]
                 conf_block[empty] = 0.0
-            yield first_out, np.stack(recs), conf_block
+                if confidence_scale != 1.0:
+                    conf_block *= np.float32(confidence_scale)
+            yield first_out, recon_block, conf_block
         elif all(not pq for pq in pending):
             break
 
@@ -290,6 +303,7 @@ def reprocess(
     progress: Progress | None = None,
     window_frames: int | None = None,
     structure: str | None = None,
+    evidence: bool = True,
 ) -> ReprocessResult:
     """Reconstruct a whole recording offline with full bidirectional context.
 
@@ -297,7 +311,8 @@ def reprocess(
     ``weights="auto"`` picks the shipped model for the structure (``structure``, else the one in
     the recording's stored config, else filaments) and W (``window_frames``, default 10): see
     :func:`~dblink_live.recon.inference.choose_recon_weights`. A W outside the range the model
-    was trained on is run, with a warning in the result.
+    was trained on is run, with a warning in the result. ``evidence=False`` keeps the
+    network's learned confidence alone (for comparison).
     """
     input_path = Path(input_path)
     t0 = time.perf_counter()
@@ -361,7 +376,14 @@ def reprocess(
         "fov_nm": list(fov),
         "density_per_um2": density,
         "occupied_area_um2": area,
+        "confidence_density_factor": model.density_factor(density),
         "warnings": warnings,
+        "confidence_kind": (
+            "learned x evidence (localizations within 200 nm over +-2 maps against the "
+            "background rate)"
+            if evidence
+            else "learned"
+        ),
     }
     for name in ("reconstruction", "confidence"):
         target.create_image(
@@ -376,7 +398,18 @@ def reprocess(
         )
     n = empty = 0
     for _, recon, conf in reconstruct_localizations(
-        locs, model, fov, n_frames, stride, chunk_maps, progress, w, origin, density
+        locs,
+        model,
+        fov,
+        n_frames,
+        stride,
+        chunk_maps,
+        progress,
+        w,
+        origin,
+        density,
+        evidence,
+        model.density_factor(density),
     ):
         target.append_image("reconstruction", recon)
         if conf is not None:

@@ -703,12 +703,40 @@ def evaluate(
     weights: Annotated[
         str | None, typer.Option(help="Model for --frc (default: the one used).")
     ] = None,
+    static: Annotated[
+        bool,
+        typer.Option(
+            "--static",
+            help="No ground truth: score a static (or drifting) sample's reconstructions "
+            "against the drift-corrected accumulation of all its localizations.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Score a reconstruction against simulated ground truth, with static SMLM baselines."""
+    """Score a reconstruction against simulated ground truth, with static SMLM baselines
+    (or, with --static, against the recording's own accumulated localizations)."""
     from dblink_live.recon.evaluate import evaluate_recording
 
     base = input_path.with_suffix("")
+    if static:
+        from dblink_live.recon.static_check import evaluate_static
+
+        output = output or base.with_name(base.name + "_static.json")
+        r = evaluate_static(input_path, output=output)
+        out.print(
+            f"{input_path}: {r['maps']} maps at W={r['window_frames']} against the accumulation "
+            f"of {r['localizations']:,} localizations (drift up to {r['drift_nm_max']:.0f} nm): "
+            f"hallucination {100 * r['hallucination']:.2f} % of reconstructed structure, FPR "
+            f"{100 * r['false_positive_rate']:.2f} %, recall {r['recall']:.3f}"
+        )
+        q = (r.get("confidence") or {}).get("quartile_hallucination")
+        if q:
+            out.print(
+                "hallucination by confidence quartile (low..high): "
+                + ", ".join(f"{100 * v:.2f}%" for v in q)
+            )
+        out.print(f"wrote {output}")
+        return
     output = output or base.with_name(base.name + "_eval.json")
     figure = figure or base.with_name(base.name + "_eval.png")
     r = evaluate_recording(

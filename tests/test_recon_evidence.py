@@ -26,8 +26,9 @@ def _locs(n_frames: int, line_per_frame: float, background_per_frame: float, see
         ys += list(rng.uniform(0, 2560, b))
     n = len(frames)
     one = np.ones(n)
-    return Localizations(np.array(frames), np.array(xs), np.array(ys), one, one, one, one,
-                         n_frames=n_frames)
+    return Localizations(
+        np.array(frames), np.array(xs), np.array(ys), one, one, one, one, n_frames=n_frames
+    )
 
 
 def _recon(n: int) -> np.ndarray:
@@ -55,7 +56,8 @@ def test_no_localizations_at_all_means_no_evidence() -> None:
     locs = _locs(100, line_per_frame=3.0, background_per_frame=0.5)
     empty = locs.select(locs.frame < 50)  # frames 50-99 lost
     empty.n_frames = 100
-    e = evidence(empty, _recon(10), BIN, first_output=0, stride=10, window=10, n_frames=100,
-                 context_maps=0)
+    e = evidence(
+        empty, _recon(10), BIN, first_output=0, stride=10, window=10, n_frames=100, context_maps=0
+    )
     assert e[:3, 8:56, 20].mean() > 0.9
     assert (e[6:, :, 20] == 0).all()  # maps of frames with no localization: no support

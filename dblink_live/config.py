@@ -566,6 +566,18 @@ class ReconTrainingConfig(_Model):
     confidence_weight: float = Field(0.2, ge=0)
     density_per_um2: PosRange = (0.2, 1.0)
     window_frames: tuple[int, int] = Field((10, 10), description="W drawn per sequence (low, high)")
+    background_fraction: NonNegRange = Field(
+        (0.0, 0.0),
+        description="locspace: fraction of all localizations that are background, drawn per "
+        "sequence (uniform over the tile, or clustered like out-of-focus emitters)",
+    )
+    clustered_background_probability: float = Field(
+        0.0, ge=0, le=1, description="locspace: share of sequences whose background is clustered"
+    )
+    precision_scale: PosRange = Field(
+        (1.0, 1.0),
+        description="locspace: factor on the Mortensen precision, drawn log-uniformly per sequence",
+    )
     seed: int = Field(0, ge=0)
     validate_every: int = Field(250, ge=1)
     validation_sequences: int = Field(16, ge=1)

@@ -90,18 +90,81 @@ def normalize_maps(counts: np.ndarray | torch.Tensor, scale: float) -> torch.Ten
 
 
 def _tile_config(
-    config: RunConfig, tile_bins: int, window_frames: int, density_per_um2: float
+    config: RunConfig,
+    tile_bins: int,
+    window_frames: int,
+    density_per_um2: float,
+    precision_scale: float | None = None,
 ) -> RunConfig:
     """The config of one training sequence: a camera field just covering the tile."""
     px = config.simulation.camera.pixel_size_nm
     size_px = math.ceil(tile_bins * config.grid.bin_nm / px)
-    return config.updated(
-        simulation={
-            "camera": {"width_px": size_px, "height_px": size_px},
-            "photophysics": {"density_per_um2": density_per_um2, "duty_cycle": None},
-        },
-        grid={"window_frames": window_frames},
+    sim: dict[str, Any] = {
+        "camera": {"width_px": size_px, "height_px": size_px},
+        "photophysics": {"density_per_um2": density_per_um2, "duty_cycle": None},
+    }
+    if precision_scale is not None:
+        sim["localization_space"] = {"precision_scale": precision_scale}
+    return config.updated(simulation=sim, grid={"window_frames": window_frames})
+
+
+def _domain_draws(config: RunConfig, seed: int) -> tuple[float, bool, float | None]:
+    """(background fraction, clustered?, precision scale) of one sequence, drawn from the
+    ``recon_training`` ranges with a generator of its own seeded by the scene seed (so the
+    sequence's other draws, and sequences without randomization, stay as they were)."""
+    t = config.recon_training
+    rng = np.random.default_rng([seed, 0xB6])
+    lo, hi = t.background_fraction
+    fraction = float(rng.uniform(lo, hi)) if hi > 0 else 0.0
+    clustered = bool(rng.random() < t.clustered_background_probability)
+    plo, phi = t.precision_scale
+    scale = (
+        None if plo == phi == 1.0 else float(math.exp(rng.uniform(math.log(plo), math.log(phi))))
     )
+    return fraction, clustered, scale
+
+
+def add_background(
+    locs: Localizations,
+    fraction: float,
+    field_nm: float,
+    n_frames: int,
+    clustered: bool,
+    rng: np.random.Generator,
+) -> Localizations:
+    """``locs`` plus background localizations making up ``fraction`` of the result: uniform
+    over the ``field_nm`` square and frames, or in clusters (300 nm, ~20 localizations over up
+    to 5 frames) like out-of-focus emitters and non-specific binding."""
+    if fraction <= 0 or len(locs) == 0:
+        return locs
+    n_bg = round(len(locs) * fraction / (1 - fraction))
+    if n_bg == 0:
+        return locs
+    if clustered:
+        n_cl = max(1, n_bg // 20)
+        centres = rng.uniform(0, field_nm, (n_cl, 2))
+        birth = rng.integers(0, n_frames, n_cl)
+        which = rng.integers(0, n_cl, n_bg)
+        frame = np.clip(birth[which] + rng.integers(0, 5, n_bg), 0, n_frames - 1)
+        xy = centres[which] + rng.normal(0, 300.0, (n_bg, 2))
+    else:
+        frame = rng.integers(0, n_frames, n_bg)
+        xy = rng.uniform(0, field_nm, (n_bg, 2))
+    keep = (xy >= 0).all(1) & (xy < field_nm).all(1)
+    k = int(keep.sum())
+    nan = np.full(k, np.nan, np.float32)
+    bg = Localizations(
+        frame[keep],
+        xy[keep, 0],
+        xy[keep, 1],
+        nan,
+        nan,
+        nan,
+        np.ones(k, np.float32),
+        pixel_size_nm=locs.pixel_size_nm,
+        n_frames=locs.n_frames,
+    )
+    return Localizations.concatenate([locs, bg])
 
 
 def _facts(n_locs: int, n_emitters: int, rate: float) -> dict[str, Any]:
@@ -152,9 +215,15 @@ def training_sequence(
         than half of a bin (``target="structure"``)
     """
     bin_nm = config.grid.bin_nm
-    cfg = _tile_config(config, tile_bins, window_frames, density_per_um2)
-    seq = simulate_localizations(cfg, n_frames=n_maps * window_frames, seed=seed)
-    counts = count_maps(seq.localizations, bin_nm, (tile_bins, tile_bins), window_frames, n_maps)
+    fraction, clustered, precision = _domain_draws(config, seed)
+    cfg = _tile_config(config, tile_bins, window_frames, density_per_um2, precision)
+    n_frames = n_maps * window_frames
+    seq = simulate_localizations(cfg, n_frames=n_frames, seed=seed)
+    locs = seq.localizations
+    if fraction > 0:
+        rng = np.random.default_rng([seed, 0xB7])
+        locs = add_background(locs, fraction, tile_bins * bin_nm, n_frames, clustered, rng)
+    counts = count_maps(locs, bin_nm, (tile_bins, tile_bins), window_frames, n_maps)
     truth = _truth(seq.gt_skeleton, seq.gt_structure, tile_bins, target)
     n_true = int(seq.is_true.sum())
     detected = (
@@ -162,8 +231,10 @@ def training_sequence(
     )
     ls = cfg.simulation.localization_space
     rate = density_per_um2 * detected + ls.false_positives_per_um2
+    if fraction > 0 and len(seq.localizations):  # the rate counts the background too
+        rate *= len(locs) / len(seq.localizations)
     if info is not None:
-        info.update(_facts(len(seq.localizations), len(seq.emitters), rate))
+        info.update(_facts(len(locs), len(seq.emitters), rate))
     return (counts / map_scale(rate, window_frames, bin_nm)).astype(np.float32), truth
 
 

@@ -186,3 +186,38 @@ def test_simulate_in_a_log_file_reports_progress(tmp_path: Path) -> None:
     r = _cli("simulate", "-n", "50", "-o", str(tmp_path / "s.zarr"))
     assert r.returncode == 0, r.stderr
     assert "simulate: " in r.stderr and "(100 %)" in r.stderr
+
+
+def test_replay_refuses_a_recording_without_frames(tmp_path: Path) -> None:
+    rec = Recording.create(
+        tmp_path / "empty.zarr", frame_shape=(8, 8), pixel_size_nm=100.0, frame_interval_s=0.01
+    )
+    del rec
+    r = _cli("replay", str(tmp_path / "empty.zarr"), "--headless", "-q")
+    assert r.returncode == 2 and "has no raw frames to replay" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_localize_checks_its_output_before_the_work(tmp_path: Path, shared_data: Path) -> None:
+    stack = shared_data / "formats" / "images.tif"
+    r = _cli(
+        "localize",
+        str(stack),
+        "-o",
+        str(tmp_path / "no" / "such" / "x.csv"),
+        "--pixel-size-nm",
+        "132.5",
+        "-q",
+    )
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "afile").write_text("x")
+    r = _cli(
+        "localize",
+        str(stack),
+        "-o",
+        str(tmp_path / "afile" / "x.csv"),
+        "--pixel-size-nm",
+        "132.5",
+        "-q",
+    )
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dblink_live.acquire.base import FrameSink
+from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 
 __all__ = ["ReplaySource"]
@@ -28,6 +29,14 @@ class ReplaySource:
 
     def __init__(self, path: str | Path, speed: float = 1.0, block_frames: int = 64):
         self.recording = Recording.open(path)
+        if self.recording.n_frames == 0:
+            what = (
+                f"it holds {self.recording.n_localizations:,} localizations (made from a table?):"
+                " use `dblink-live reprocess` for those"
+                if self.recording.n_localizations
+                else "it is empty"
+            )
+            raise DblinkError(f"{path} has no raw frames to replay; {what}")
         self.frame_shape = self.recording.frame_shape
         self.pixel_size_nm = self.recording.pixel_size_nm
         self.frame_interval_s = self.recording.frame_interval_s

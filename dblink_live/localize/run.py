@@ -247,6 +247,8 @@ def localize(
                 f"cannot tell the table format of {Path(output).name}: use .csv (ThunderSTORM), "
                 ".h5 (DECODE), .hdf5 (Picasso) or .zarr, or give --format"
             )
+    if not in_place:
+        _check_writable(Path(output))  # before the work, not after it
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
     info = _describe(localizer, config, movie.calibration)
@@ -310,6 +312,20 @@ def localize(
     write_localizations(table, output, format=output_format)
     info.update(_checked(localizer))
     return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
+
+
+def _check_writable(output: Path) -> None:
+    """One clear error now if ``output`` cannot be created (missing or read-only folder, a
+    file in the way), instead of a traceback after the whole localization ran."""
+    parent = output.resolve().parent
+    if not parent.exists():
+        raise DblinkError(f"cannot write {output}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise DblinkError(f"cannot write {output}: {parent} is a file, not a folder")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DblinkError(f"cannot write {output}: the folder {parent} is not writable")
 
 
 def evaluate_localizers(

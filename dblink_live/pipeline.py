@@ -522,12 +522,16 @@ class Pipeline:
         lost_pending: list[tuple[int, int]] = []
 
         pending_locs: list[Localizations] = []
+        pending_ranges: list[tuple[int, int]] = []  # frames localized, marked once written
         last_write = [time.monotonic()]
 
         def write_locs() -> None:  # batched: a zarr append per column costs milliseconds
             if pending_locs:
                 self.recording.append_localizations(Localizations.concatenate(pending_locs))
                 pending_locs.clear()
+            for a, b in pending_ranges:
+                self.recording.mark_localized(a, b)
+            pending_ranges.clear()
             last_write[0] = time.monotonic()
 
         def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
@@ -546,6 +550,8 @@ class Pipeline:
             else:
                 locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
             pending_locs.append(locs)
+            if len(frames):
+                pending_ranges.append((first, first + len(frames)))
             if time.monotonic() - last_write[0] > LOC_WRITE_S:
                 write_locs()
             self._busy["localizer"] += time.perf_counter() - t_start

@@ -589,3 +589,37 @@ def test_evaluate_static_on_a_real_table(tmp_path: Path, shared_data: Path) -> N
     for key in ("hallucination", "false_positive_rate", "recall"):
         assert 0.0 <= rep[key] <= 1.0
     assert rep["structure_pixels"]["reference"] > 0
+
+
+def test_reprocess_localizes_the_frames_that_never_were(
+    tiny_checkpoint: Path, tmp_path: Path, caplog
+) -> None:
+    """A recording whose second half was never localized (as after live drops or a kill):
+    the recording says which frames are missing, and reprocess localizes them first."""
+    from dblink_live.localize.run import localize_missing
+    from dblink_live.recon.reprocess import reprocess
+    from dblink_live.sim import simulate_movie
+
+    cfg = RunConfig().updated(simulation={"camera": {"width_px": 24, "height_px": 24}})
+    movie = simulate_movie(cfg, n_frames=60, seed=2)
+    path = tmp_path / "partial.zarr"
+    rec = Recording.create(
+        path,
+        frame_shape=(24, 24),
+        pixel_size_nm=160.0,
+        frame_interval_s=0.01,
+        camera=movie.metadata["camera"],
+    )
+    rec.append_frames(movie.raw)
+    rec.clear_localizations({"name": "cnn"})
+    assert rec.unlocalized_frames() == [(0, 60)]
+    rec.append_localizations(localize_missing(rec, [(0, 30)], device="cpu"))
+    rec.mark_localized(0, 30)
+    assert rec.unlocalized_frames() == [(30, 60)]
+    with caplog.at_level("WARNING"):
+        reprocess(path, weights=str(tiny_checkpoint), device="cpu")
+    assert "30 of 60 frames were never localized" in caplog.text
+    rec = Recording.open(path)
+    assert rec.unlocalized_frames() == []
+    locs = rec.read_localizations()
+    assert (locs.frame >= 30).sum() > 0 and (locs.frame < 30).sum() > 0

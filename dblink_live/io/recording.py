@@ -406,13 +406,51 @@ class Recording:
         return int(self.group["localizations"].attrs.get("rows_written", 0))
 
     def clear_localizations(self, info: Mapping[str, Any] | None = None) -> None:
-        """Drop all localizations (to redo them) and record how the next ones are made."""
+        """Drop all localizations (to redo them) and record how the next ones are made; from
+        now on the recording keeps which frames were localized (none yet)."""
         self._require_writable()
         if "localizations" in self.group:
             del self.group["localizations"]
         g = self._table("localizations", _LOC_DTYPES)
+        g.attrs["localized_frames"] = []
         if info is not None:
             g.attrs["localizer"] = _jsonable(dict(info))
+
+    def mark_localized(self, start: int, stop: int) -> None:
+        """Record that raw frames ``[start, stop)`` were localized (their localizations, if any,
+        already appended). Kept as merged ``[start, stop)`` ranges in the table's attributes."""
+        self._require_writable()
+        if stop <= start:
+            return
+        g = self._table("localizations", _LOC_DTYPES)
+        ranges = [list(r) for r in g.attrs.get("localized_frames") or []]
+        ranges.append([int(start), int(stop)])
+        ranges.sort()
+        merged: list[list[int]] = []
+        for a, b in ranges:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        g.attrs["localized_frames"] = merged
+
+    def unlocalized_frames(self) -> list[tuple[int, int]] | None:
+        """``[start, stop)`` ranges of raw frames never localized (frames the live path
+        dropped, a run killed before the localizer caught up); None when the recording does not
+        say (made before this was recorded)."""
+        if "localizations" not in self.group:
+            return [(0, self.n_frames)] if self.n_frames else []
+        ranges = self.group["localizations"].attrs.get("localized_frames")
+        if ranges is None:
+            return None
+        out, at = [], 0
+        for a, b in sorted(ranges):
+            if a > at:
+                out.append((at, min(a, self.n_frames)))
+            at = max(at, b)
+        if at < self.n_frames:
+            out.append((at, self.n_frames))
+        return [(a, b) for a, b in out if b > a]
 
     def update_localization_info(self, **values: Any) -> None:
         """Add to how the localizations were made (e.g. the yield check's numbers)."""

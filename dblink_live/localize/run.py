@@ -20,7 +20,13 @@ from dblink_live.localize.base import CameraCalibration, Localizer
 from dblink_live.localize.camera_estimate import CameraEstimate, estimate_camera
 from dblink_live.metrics import score_localizations
 
-__all__ = ["LocalizeResult", "evaluate_localizers", "localize", "open_input"]
+__all__ = [
+    "LocalizeResult",
+    "evaluate_localizers",
+    "localize",
+    "localize_missing",
+    "open_input",
+]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -138,6 +144,7 @@ def _run(
     progress: Progress | None,
     sink: Callable[[Localizations], None],
     on_frames: Callable[[np.ndarray], None] | None = None,
+    mark: Callable[[int, int], None] | None = None,
 ) -> tuple[int, float]:
     """Localize a movie block by block (with one frame of context across blocks for the CNN);
     ``on_frames`` sees every block first (to copy the frames into a new recording)."""
@@ -164,6 +171,8 @@ def _run(
         else:
             locs = localizer.localize(frames, movie.calibration, start)
         sink(locs)
+        if mark is not None:
+            mark(start, start + len(frames))
         n += len(locs)
         prev_last = frames[-1:]
         if progress is not None:
@@ -264,7 +273,14 @@ def localize(
                 "to replace them"
             )
         rec.clear_localizations(info)
-        n, dt = _run(localizer, movie, chunk_frames, progress, rec.append_localizations)
+        n, dt = _run(
+            localizer,
+            movie,
+            chunk_frames,
+            progress,
+            rec.append_localizations,
+            mark=rec.mark_localized,
+        )
         info.update(_checked(localizer))
         rec.update_localization_info(**_checked(localizer))
         return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
@@ -293,7 +309,13 @@ def localize(
         )
         rec.clear_localizations(info)
         n, dt = _run(
-            localizer, movie, chunk_frames, progress, rec.append_localizations, rec.append_frames
+            localizer,
+            movie,
+            chunk_frames,
+            progress,
+            rec.append_localizations,
+            rec.append_frames,
+            rec.mark_localized,
         )
         info.update(_checked(localizer))
         rec.update_localization_info(**_checked(localizer))
@@ -312,6 +334,38 @@ def localize(
     write_localizations(table, output, format=output_format)
     info.update(_checked(localizer))
     return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
+
+
+def localize_missing(
+    rec: Recording,
+    ranges: list[tuple[int, int]],
+    config: LocalizerConfig | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> Localizations:
+    """Localize the raw frames of ``ranges`` of ``rec`` (frames that were never localized);
+    the CNN gets the neighbouring frames as context. Returns their localizations."""
+    movie = open_input(rec.path)
+    localizer = make_localizer(config or CNNLocalizerConfig(), device)
+    parts: list[Localizations] = []
+    total = sum(b - a for a, b in ranges)
+    done = 0
+    for a, b in ranges:
+        for s in range(a, b, 256):
+            e = min(s + 256, b)
+            frames = rec.read_frames(s, e)
+            if getattr(localizer, "takes_context", False):
+                before = rec.read_frames(s - 1, s) if s > 0 else None
+                after = rec.read_frames(e, e + 1) if e < rec.n_frames else None
+                parts.append(localizer.localize(frames, movie.calibration, s, before, after))
+            else:
+                parts.append(localizer.localize(frames, movie.calibration, s))
+            done += e - s
+            if progress is not None:
+                progress(done, total, "localize")
+    out = Localizations.concatenate(parts) if parts else Localizations.empty(rec.pixel_size_nm)
+    out.pixel_size_nm = rec.pixel_size_nm
+    return out
 
 
 def _check_writable(output: Path) -> None:

@@ -258,6 +258,29 @@ def _open_localizations(
         localize(input_path, config=localizer, device=device, progress=progress)
         rec = Recording.open(input_path)
     locs = rec.read_localizations()
+    missing = rec.unlocalized_frames() if rec.n_frames else []
+    if missing:
+        # never reconstruct from frames nobody localized (dropped live, or a killed run)
+        from dblink_live.localize.run import localize_missing
+
+        n_missing = sum(b - a for a, b in missing)
+        log.warning(
+            "%s: %d of %d frames were never localized (dropped by the live path or not reached):"
+            " localizing them first",
+            input_path.name,
+            n_missing,
+            rec.n_frames,
+        )
+        extra = localize_missing(rec, missing, localizer, device, progress)
+        try:
+            writable = Recording.open(input_path, mode="r+")
+            writable.append_localizations(extra)
+            for a, b in missing:
+                writable.mark_localized(a, b)
+        except (OSError, DblinkError) as exc:  # read-only input: use them without storing
+            log.warning("%s: could not store them (%s); used for this run only", input_path, exc)
+        locs = Localizations.concatenate([locs, extra])
+        locs.n_frames = rec.n_frames
     if rec.n_frames == 0:  # made from a table: no camera field, the data decide the grid
         n = max(locs.n_frames, int(rec.meta.get("table_frames") or 0))
         return locs, None, n, rec.frame_interval_s, rec

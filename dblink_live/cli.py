@@ -211,10 +211,25 @@ def info(
     )
     cam = s.get("camera") or {}
     if cam:
-        table.add_row("camera", ", ".join(f"{k}={v}" for k, v in cam.items()))
+        table.add_row("camera", ", ".join(f"{k}={v}" for k, v in cam.items() if k != "estimated"))
+    est = cam.get("estimated") if isinstance(cam, dict) else None
+    if est:
+        how = "measured" if est.get("offset_determined") else "assumed"
+        table.add_row(
+            "camera estimate",
+            f"from {est.get('frames')} frames: offset {est.get('baseline_adu', 0):.1f} ADU "
+            f"({how}), {est.get('adu_per_electron', 0):.3g} ADU per photoelectron, "
+            f"{est.get('camera')} ({est.get('camera_judged')})",
+        )
     by = f", {s['localizer']}" if s.get("localizer") else ""
     table.add_row(
-        "localizations", f"{s['localizations']:,} ({s['localizations_per_frame']:.2f}/frame{by})"
+        "localizations",
+        f"{s['localizations']:,} ({s['localizations_per_frame']:.2f}/localized frame{by})"
+        + (
+            f"; {s['unlocalized_frames']:,} frames never localized (`reprocess` localizes them)"
+            if s.get("unlocalized_frames")
+            else ""
+        ),
     )
     if s["gt_emitters"] is not None:
         table.add_row("true emitters", f"{s['gt_emitters']:,}")

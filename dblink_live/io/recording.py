@@ -580,6 +580,9 @@ class Recording:
         locs = self._read_table("localizations", {"frame": "int64"})
         emitters = self._read_table("gt/emitters", {"frame": "int64"})
         n_locs = 0 if locs is None else len(locs["frame"])
+        missing = self.unlocalized_frames() if locs is not None else None
+        # localizations per *localized* frame: frames never localized do not dilute it
+        localized = self.n_frames - sum(b - a for a, b in missing) if missing else self.n_frames
         out: dict[str, Any] = {
             "path": str(self.path),
             "format_version": meta["format_version"],
@@ -591,7 +594,9 @@ class Recording:
             "duration_s": self.n_frames * self.frame_interval_s,
             "camera": meta.get("camera"),
             "localizations": n_locs,
-            "localizations_per_frame": n_locs / self.n_frames if self.n_frames else 0.0,
+            "localized_frames": localized,
+            "unlocalized_frames": None if missing is None else self.n_frames - localized,
+            "localizations_per_frame": n_locs / localized if localized else 0.0,
             "gt_emitters": None if emitters is None else len(emitters["frame"]),
             "localizer": self.localization_info().get("name"),
             "images": {},

@@ -78,13 +78,15 @@ def _calibration(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, n_bins: 
     return counts, mean_c, acc, ece
 
 
-def run_cell(name: str, changes: dict[str, Any], device: str, seed: int) -> dict[str, Any]:
+def run_cell(
+    name: str, changes: dict[str, Any], device: str, seed: int, weights: str | None = None
+) -> dict[str, Any]:
     w = int(changes.get("window_frames", BASE.window_frames))
     cfg = replace(BASE, **changes, n_frames=30 * w, seed=seed)
     field = generate(cfg)
     locs = field.localizations
     fov = (cfg.field_nm, cfg.field_nm)
-    weights = choose_recon_weights("filaments", w)
+    weights = weights or choose_recon_weights("filaments", w)
     model = load_recon_model(weights, device)
     out: dict[str, Any] = {"cell": name, "model": weights, "window_frames": w, "seed": seed}
     t0 = time.perf_counter()
@@ -169,30 +171,41 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="cell names to run (default: all)")
+    ap.add_argument(
+        "--weights",
+        nargs="*",
+        default=[None],
+        help="models side by side in every cell (default: the shipped one picked for W; "
+        "'auto' names it among others)",
+    )
     args = ap.parse_args()
     rows = []
     for name, changes in CELLS.items():
         if args.only and name not in args.only:
             continue
-        row = run_cell(name, changes, args.device, args.seed)
-        rows.append(row)
-        d1, d0 = row["dblink"]["tol1"], row["dblink"]["tol0"]
-        print(
-            f"{name}: 1-bin R {d1['recall']:.3f} FPR {100 * d1['false_positive_rate']:.2f} % "
-            f"J {d1['jaccard']:.3f} | exact J {d0['jaccard']:.3f} | static 10W J "
-            f"{row['static 10 W']['jaccard']:.3f} | quartile ratio learned "
-            f"{row['confidence_learned']['ratio_low_high']:.1f} tempered "
-            f"{row['confidence_tempered']['ratio_low_high']:.1f}",
-            flush=True,
-        )
+        for weights in args.weights:
+            row = run_cell(
+                name, changes, args.device, args.seed, None if weights == "auto" else weights
+            )
+            rows.append(row)
+            d1, d0 = row["dblink"]["tol1"], row["dblink"]["tol0"]
+            print(
+                f"{name} [{Path(row['model']).stem}]: 1-bin R {d1['recall']:.3f} "
+                f"FPR {100 * d1['false_positive_rate']:.2f} % "
+                f"J {d1['jaccard']:.3f} | exact J {d0['jaccard']:.3f} | static 10W J "
+                f"{row['static 10 W']['jaccard']:.3f} | quartile ratio learned "
+                f"{row['confidence_learned']['ratio_low_high']:.1f} tempered "
+                f"{row['confidence_tempered']['ratio_low_high']:.1f}",
+                flush=True,
+            )
     args.output.write_text(json.dumps(rows, indent=2))
     print()
     print(
-        "| cell | loc/um2/frame | recall 1-bin | FPR 1-bin | Jaccard 1-bin | Jaccard exact "
+        "| cell | model | loc/um2/frame | recall 1-bin | FPR 1-bin | Jaccard 1-bin | Jaccard exact "
         "| static W / 10 W Jaccard 1-bin | quartile hallucination low/high (learned -> "
         "tempered) | ECE learned / tempered |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d1, d0 = r["dblink"]["tol1"], r["dblink"]["tol0"]
         cl, ct = r["confidence_learned"], r["confidence_tempered"]
@@ -202,7 +215,8 @@ def main() -> None:
             return f"{100 * q[0]:.1f} / {100 * q[3]:.1f} %" if len(q) == 4 else "n/a"
 
         print(
-            f"| {r['cell']} | {r['localizations_per_um2_frame']:.2f} | {d1['recall']:.3f} | "
+            f"| {r['cell']} | {Path(r['model']).stem} | {r['localizations_per_um2_frame']:.2f} | "
+            f"{d1['recall']:.3f} | "
             f"{100 * d1['false_positive_rate']:.2f} % | {d1['jaccard']:.3f} | "
             f"{d0['jaccard']:.3f} | {r['static W']['jaccard']:.3f} / "
             f"{r['static 10 W']['jaccard']:.3f} | {ratio(cl)} -> {ratio(ct)} | "

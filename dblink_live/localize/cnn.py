@@ -27,7 +27,7 @@ from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_pat
 from dblink_live.config import CNNLocalizerConfig
 from dblink_live.localizations import Localizations
 from dblink_live.localize.base import CameraCalibration, resolve_device
-from dblink_live.localize.normalize import normalize_frames
+from dblink_live.localize.normalize import calibrated_noise_cap, normalize_frames
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -287,7 +287,12 @@ class CNNLocalizer:
         adu = adu.to(self.device)
         robust = self.model.input_norm == "robust"
         if robust:
-            z, norm = normalize_frames(adu)
+            cap = calibrated_noise_cap(
+                calibration.baseline_adu,
+                calibration.em_gain / calibration.e_per_adu,
+                calibration.excess_noise_factor_sq,
+            )
+            z, norm = normalize_frames(adu, noise_cap=cap)
             full = z / self.input_scale
             ph_per_adu = calibration.e_per_adu / calibration.em_gain / calibration.qe
         else:

@@ -118,7 +118,13 @@ class CheckedLocalizer:
 
     @property
     def model_id(self) -> dict[str, str]:
+        """Name and SHA-256 of the CNN's checkpoint."""
         return self.cnn.model_id
+
+    @property
+    def device(self) -> Any:
+        """The torch device the localizer runs on."""
+        return self.cnn.device
 
     @property
     def report(self) -> dict[str, Any]:

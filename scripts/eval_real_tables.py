@@ -5,11 +5,14 @@ For each real table in ``../shared/data/real`` (static samples; first ``--frames
 and with the network's learned confidence alone. For every reconstructed map, its structure
 pixels (evaluation threshold) are split into *supported* (at least one localization within
 200 nm over the model's temporal context, +-2 maps) and *unsupported*; the script reports the
-mean confidence of each, the unsupported fraction, the measured density and the warnings.
+mean confidence of each, the unsupported fraction, the measured density and the warnings;
+and ``evaluate --static`` against the drift-corrected accumulation of the table (static
+samples: hallucination, FPR, recall). ``--weights`` runs several models side by side.
 
 Usage::
 
-    python scripts/eval_real_tables.py --frames 3000 -o eval_real_tables.json
+    python scripts/eval_real_tables.py --frames 3000 --weights recon_filaments \
+        recon_filaments_robust -o eval_real_tables.json
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dblink_live.io.tables import read_localizations, write_localizations
 from dblink_live.metrics import binarize
 from dblink_live.recon.evidence import EVIDENCE_CONTEXT_MAPS, EVIDENCE_RADIUS_NM
 from dblink_live.recon.reprocess import reprocess
+from dblink_live.recon.static_check import evaluate_static
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -79,6 +83,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--window-frames", type=int, default=10)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--weights", nargs="+", default=["auto"], help="models side by side")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,37 +93,48 @@ def main() -> None:
             part.n_frames = min(args.frames, locs.n_frames)
             table = Path(tmp) / name
             write_localizations(part, table, format="thunderstorm")
-            for with_evidence in (True, False):
-                out = Path(tmp) / f"{name}.{with_evidence}.zarr"
-                t0 = time.perf_counter()
-                reprocess(
-                    table,
-                    output=out,
-                    device=args.device,
-                    window_frames=args.window_frames,
-                    evidence=with_evidence,
-                )
-                row = {
-                    "table": name,
-                    "frames": part.n_frames,
-                    "localizations": len(part),
-                    "confidence": "learned x evidence" if with_evidence else "learned",
-                    "seconds": time.perf_counter() - t0,
-                    **support(Recording.open(out)),
-                }
-                rows.append(row)
-                print(json.dumps(row))
+            for weights in args.weights:
+                for with_evidence in (True, False):
+                    out = Path(tmp) / f"{name}.{Path(weights).stem}.{with_evidence}.zarr"
+                    t0 = time.perf_counter()
+                    reprocess(
+                        table,
+                        output=out,
+                        weights=weights,
+                        device=args.device,
+                        window_frames=args.window_frames,
+                        evidence=with_evidence,
+                    )
+                    row = {
+                        "table": name,
+                        "frames": part.n_frames,
+                        "localizations": len(part),
+                        "confidence": "learned x evidence" if with_evidence else "learned",
+                        "seconds": time.perf_counter() - t0,
+                        **support(Recording.open(out)),
+                    }
+                    if with_evidence:
+                        row["static_check"] = evaluate_static(out)
+                    rows.append(row)
+                    print(json.dumps(row))
     args.output.write_text(json.dumps(rows, indent=2))
     print(
-        "| table | confidence | maps | unsupported structure | mean conf. supported "
-        "| mean conf. unsupported |"
+        "| table | model | confidence | unsupported structure | mean conf. supported "
+        "| mean conf. unsupported | static check: hallucination / FPR / recall |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        st = r.get("static_check")
+        static = (
+            f"{100 * st['hallucination']:.1f} % / {100 * st['false_positive_rate']:.2f} % / "
+            f"{st['recall']:.3f}"
+            if st
+            else ""
+        )
         print(
-            f"| {r['table']} | {r['confidence']} | {r['maps']} | "
+            f"| {r['table']} | {r['model']} | {r['confidence']} | "
             f"{100 * r['unsupported_fraction']:.1f} % | {r['confidence_supported']:.3f} | "
-            f"{r['confidence_unsupported']:.3f} |"
+            f"{r['confidence_unsupported']:.3f} | {static} |"
         )
     print(f"-> {args.output}")
 

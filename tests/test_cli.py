@@ -221,3 +221,39 @@ def test_localize_checks_its_output_before_the_work(tmp_path: Path, shared_data:
         "-q",
     )
     assert r.returncode == 2 and "is a file, not a folder" in r.stderr
+
+
+def test_ctrl_c_during_reprocess_overwrite_keeps_the_old_reconstruction(tmp_path: Path) -> None:
+    """SIGINT (a real one) while `reprocess --overwrite` writes: the new result was being
+    written beside the old one, so the old reconstruction survives whole, and it is said."""
+    import os
+    import signal
+    import time
+
+    rec = tmp_path / "sim.zarr"
+    assert _cli("simulate", "-n", "1500", "-o", str(rec), "-q").returncode == 0
+    r = _cli("reprocess", str(rec), "-q", "--device", "cpu", "--localizer", "classic")
+    assert r.returncode == 0, r.stderr
+    before, _ = Recording.open(rec).read_image("reconstruction")
+    exe = shutil.which("dblink-live")
+    cmd = [exe] if exe else [sys.executable, "-m", "dblink_live.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "reprocess", str(rec), "--overwrite", "--device", "cpu", "--stride", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    staged = rec / "reconstruction.partial"
+    deadline = time.monotonic() + 120
+    while not staged.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert staged.exists(), "the new reconstruction never started"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "interrupted; the previous reconstruction is kept" in " ".join(err.split())
+    assert "Traceback" not in err
+    after, _ = Recording.open(rec).read_image("reconstruction")
+    np.testing.assert_array_equal(before, after)
+    assert not staged.exists() and not (rec / "confidence.partial").exists()

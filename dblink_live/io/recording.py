@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ FORMAT_NAME = "dblink-live-recording"
 FORMAT_VERSION = 1
 #: Image arrays on the reconstruction grid that a recording may hold.
 IMAGE_NAMES = ("reconstruction", "confidence", "gt/skeleton", "gt/structure")
+#: Suffix of an image being written beside the one it will replace (see ``commit_staged``).
+STAGED_SUFFIX = ".partial"
 _LOC_DTYPES = {c: ("int64" if c == "frame" else "float32") for c in Localizations.COLUMNS}
 _EMITTER_DTYPES = {
     "frame": "int64",
@@ -496,6 +498,7 @@ class Recording:
         chunk_maps: int = 16,
         overwrite: bool = False,
         origin_nm: tuple[float, float] = (0.0, 0.0),
+        staged: bool = False,
         **attrs: Any,
     ) -> zarr.Array:
         """Create an appendable (T', Y', X') image on the reconstruction grid.
@@ -503,16 +506,23 @@ class Recording:
         Map k covers raw frames ``first_frame + k * stride_frames + [0, window_frames)``; bin
         ``(i, j)`` covers ``origin_nm + ([j, j + 1), [i, i + 1)) * bin_nm`` (x, y; nm): the
         origin is (0, 0) on a camera's field and the data's corner for a table.
+
+        ``staged``: write beside the image as ``NAME.partial`` (append with ``staged=True``),
+        so an existing image stays until :meth:`commit_staged` swaps the new one in.
         """
         self._require_writable()
         if name not in IMAGE_NAMES:
             raise RecordingError(f"unknown image {name!r}; use one of {IMAGE_NAMES}")
-        if name in self.group and not overwrite:
+        if name in self.group and not overwrite and not staged:
             raise RecordingError(f"{self.path}/{name} exists; pass overwrite=True to replace it")
         stride = window_frames if stride_frames is None else stride_frames
         ny, nx = (int(v) for v in shape_yx)
         arr = self.group.create_array(
-            name, shape=(0, ny, nx), chunks=(chunk_maps, ny, nx), dtype=dtype, overwrite=True
+            name + STAGED_SUFFIX if staged else name,
+            shape=(0, ny, nx),
+            chunks=(chunk_maps, ny, nx),
+            dtype=dtype,
+            overwrite=True,
         )
         dt = self.frame_interval_s
         t0 = (first_frame + window_frames / 2) * dt
@@ -534,9 +544,12 @@ class Recording:
         )
         return arr
 
-    def append_image(self, name: str, block: np.ndarray) -> int:
-        """Append (n, Y', X') maps to an image created with :meth:`create_image`."""
+    def append_image(self, name: str, block: np.ndarray, staged: bool = False) -> int:
+        """Append (n, Y', X') maps to an image created with :meth:`create_image` (its staged
+        copy with ``staged``)."""
         self._require_writable()
+        if staged:
+            name = name + STAGED_SUFFIX
         if name not in self.group:
             raise RecordingError(f"{self.path} has no image {name!r}; create it first")
         arr = _full(self.group[name])
@@ -554,6 +567,25 @@ class Recording:
         arr.append(block.astype(arr.dtype, copy=False), axis=0)
         arr.attrs["frames_written"] = done + len(block)
         return done + len(block)
+
+    def commit_staged(self, names: Sequence[str]) -> None:
+        """Swap staged images (``NAME.partial``) in for ``names``: each old image is removed
+        only now, when its replacement is complete."""
+        self._require_writable()
+        for name in names:
+            staged = name + STAGED_SUFFIX
+            if staged not in self.group:
+                continue
+            if name in self.group:
+                del self.group[name]
+            (self.path / staged).rename(self.path / name)
+
+    def discard_staged(self, names: Sequence[str]) -> None:
+        """Remove staged images left by an interrupted run (the images themselves stay)."""
+        self._require_writable()
+        for name in names:
+            if name + STAGED_SUFFIX in self.group:
+                del self.group[name + STAGED_SUFFIX]
 
     def delete_image(self, name: str) -> None:
         """Remove an image (e.g. before recomputing a reconstruction)."""

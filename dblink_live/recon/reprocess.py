@@ -309,6 +309,19 @@ def _table_metadata_warning(
     return f"{path.name} does not state " + " nor ".join(missing)
 
 
+def _write_outputs(target: Recording, blocks) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Append reconstruction and confidence blocks to the staged images; returns (maps
+    written, maps with no localization in their window)."""
+    n = empty = 0
+    for _, recon, conf in blocks:
+        target.append_image("reconstruction", recon, staged=True)
+        if conf is not None:
+            target.append_image("confidence", conf, staged=True)
+            empty += int((conf.reshape(len(conf), -1).max(axis=1) == 0).sum())
+        n += len(recon)
+    return n, empty
+
+
 def reprocess(
     input_path: str | Path,
     *,
@@ -389,10 +402,11 @@ def reprocess(
     warnings += [m for m in (model.window_warning(w), model.density_warning(density, w)) if m]
     for m in warnings:
         log.warning(m)
-    for name in ("reconstruction", "confidence"):
+    images = ("reconstruction", "confidence")
+    for name in images:
         if name in target.group and not overwrite:
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")
-        target.delete_image(name)
+    target.discard_staged(images)  # left by an interrupted run
     shape = grid_shape(fov, model.bin_nm)
     info = {
         "model": model.describe(),
@@ -408,7 +422,9 @@ def reprocess(
             else "learned"
         ),
     }
-    for name in ("reconstruction", "confidence"):
+    # written beside the old images and swapped in at the end: an interrupted run (Ctrl-C)
+    # keeps the previous reconstruction whole
+    for name in images:
         target.create_image(
             name,
             shape,
@@ -417,33 +433,40 @@ def reprocess(
             window_frames=w,
             stride_frames=stride,
             origin_nm=origin,
+            staged=True,
             **info,
         )
-    n = empty = 0
-    for _, recon, conf in reconstruct_localizations(
-        locs,
-        model,
-        fov,
-        n_frames,
-        stride,
-        chunk_maps,
-        progress,
-        w,
-        origin,
-        density,
-        evidence,
-        model.density_factor(density),
-    ):
-        target.append_image("reconstruction", recon)
-        if conf is not None:
-            target.append_image("confidence", conf)
-            empty += int((conf.reshape(len(conf), -1).max(axis=1) == 0).sum())
-        n += len(recon)
+    had = [name for name in images if name in target.group]
+    try:
+        n, empty = _write_outputs(
+            target,
+            reconstruct_localizations(
+                locs,
+                model,
+                fov,
+                n_frames,
+                stride,
+                chunk_maps,
+                progress,
+                w,
+                origin,
+                density,
+                evidence,
+                model.density_factor(density),
+            ),
+        )
+    except BaseException:
+        target.discard_staged(images)
+        kept = "the previous reconstruction is kept" if had else "nothing was written"
+        log.warning("%s: reprocessing interrupted; %s", target.path, kept)
+        raise
+    target.commit_staged(images)
     if empty:
         msg = f"{empty} of {n} maps had no localization in their window: confidence 0"
         warnings.append(msg)
         log.warning(msg)
         target.group["confidence"].attrs["maps_without_localizations"] = empty
+
     exports: list[Path] = []
     if export_tiff or export_gif:
         data, _ = target.read_image("reconstruction")  # type: ignore[misc]

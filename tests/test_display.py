@@ -774,38 +774,28 @@ def test_bench_viewer_script(tmp_path: Path, repo: Path) -> None:
     assert "viewer/headless" in r.stdout
 
 
+def _dblink(*args: str) -> subprocess.CompletedProcess:
+    """The command line in a child process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dblink_live.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.qt
 def test_real_tiff_route_localize_reprocess_view(windows, shared_data: Path, tmp_path, qtbot):
     """A TIFF nobody calibrated becomes a recording (`localize -o NEW.zarr`), is reconstructed
     (`reprocess`) and browsed (`view`): raw frames, localizations and reconstruction show."""
     stack = shared_data / "deepstorm_demo1" / "artificial_dataset_demo1.tif"
     rec = tmp_path / "stack.zarr"
-    base = [sys.executable, "-m", "dblink_live.cli"]
-    r = subprocess.run(
-        [
-            *base,
-            "localize",
-            str(stack),
-            "-o",
-            str(rec),
-            "--pixel-size-nm",
-            "100",
-            "-q",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = _dblink(
+        "localize", str(stack), "-o", str(rec), "--pixel-size-nm", "100", "-q", "--device", "cpu"
     )
     assert r.returncode == 0, r.stderr
     assert "camera estimated from 20 frames" in " ".join(r.stderr.split())
-    r = subprocess.run(
-        [*base, "reprocess", str(rec), "-q", "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _dblink("reprocess", str(rec), "-q", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     recording = Recording.open(rec)
     assert recording.n_frames == 20 and recording.n_localizations > 20 * 50
@@ -836,24 +826,16 @@ def test_a_recording_made_from_a_table_shows_its_localizations(windows, tmp_path
     table = tmp_path / "line.csv"
     write_localizations(locs, table, format="thunderstorm")
     out = tmp_path / "line.zarr"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dblink_live.cli",
-            "reprocess",
-            str(table),
-            "-o",
-            str(out),
-            "--weights",
-            "recon_filaments_live",
-            "-q",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = _dblink(
+        "reprocess",
+        str(table),
+        "-o",
+        str(out),
+        "--weights",
+        "recon_filaments_live",
+        "-q",
+        "--device",
+        "cpu",
     )
     assert r.returncode == 0, r.stderr
     src = RecordingSource(out)

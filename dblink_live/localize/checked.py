@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig
 from dblink_live.localizations import Localizations
 from dblink_live.localize.base import CameraCalibration
-from dblink_live.localize.classic import ClassicLocalizer, gaussian_blur
+from dblink_live.localize.classic import ClassicLocalizer, dog_maxima
 from dblink_live.localize.cnn import CNNLocalizer
 
 __all__ = ["CheckedLocalizer", "bright_spots"]
@@ -43,25 +42,11 @@ MATCH_PX = 1.5
 
 
 def bright_spots(frames: np.ndarray, sigma_px: float, snr: float) -> np.ndarray:
-    """Bright spots of (T, Y, X) raw frames as an (N, 3) array of (frame, row, col).
-
-    Local maxima (3x3) of the difference-of-Gaussians band-pass (sigma, 2.5 sigma) above
-    ``snr`` times its robust noise (1.4826 MAD per frame). Raw counts suffice: the threshold
-    is relative, so no calibration is needed. Maxima within 2 pixels of the edge are left out.
-    """
-    x = torch.as_tensor(np.asarray(frames, dtype=np.float32))[:, None]
-    s = max(float(sigma_px), 0.5)
-    dog = gaussian_blur(x, s) - gaussian_blur(x, 2.5 * s)
-    flat = dog.flatten(1)
-    med = flat.median(dim=1, keepdim=True).values
-    mad = (flat - med).abs().median(dim=1, keepdim=True).values * 1.4826
-    thr = (med + snr * mad.clamp_min(1e-3)).view(-1, 1, 1, 1)
-    peak = (dog == F.max_pool2d(dog, 3, stride=1, padding=1)) & (dog > thr)
-    peak[..., :2, :] = False
-    peak[..., -2:, :] = False
-    peak[..., :, :2] = False
-    peak[..., :, -2:] = False
-    t, _, r, c = torch.nonzero(peak, as_tuple=True)
+    """Bright spots of (T, Y, X) raw frames as an (N, 3) array of (frame, row, col): the
+    classic localizer's candidates (:func:`~dblink_live.localize.classic.dog_maxima`) at
+    ``snr``, away from the edge (2 px). Raw counts suffice: the threshold is relative."""
+    x = torch.as_tensor(np.asarray(frames, dtype=np.float32))
+    t, r, c = dog_maxima(x, sigma_px, snr, edge_px=2)
     return torch.stack([t, r, c], 1).numpy()
 
 

@@ -25,7 +25,7 @@ from dblink_live.config import ClassicLocalizerConfig
 from dblink_live.localizations import Localizations
 from dblink_live.localize.base import CameraCalibration, resolve_device
 
-__all__ = ["ClassicLocalizer", "gaussian_blur", "mortensen_precision_nm"]
+__all__ = ["ClassicLocalizer", "dog_maxima", "gaussian_blur", "mortensen_precision_nm"]
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -45,6 +45,30 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     x = F.pad(x, (0, 0, r, r), mode="replicate")
     return F.conv2d(x, k.view(1, 1, -1, 1))
+
+
+def dog_maxima(
+    frames: torch.Tensor, sigma_px: float, snr: float, edge_px: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t, row, col) of the local maxima (3x3) of the difference-of-Gaussians band-pass
+    (sigma, 2.5 sigma) of (T, Y, X) frames above ``snr`` x its robust noise (1.4826 MAD per
+    frame); maxima within ``edge_px`` of the border are left out. The threshold is relative,
+    so frames in photons or raw counts give the same maxima."""
+    x = frames[:, None]
+    s = max(float(sigma_px), 0.5)
+    dog = gaussian_blur(x, s) - gaussian_blur(x, 2.5 * s)
+    flat = dog.flatten(1)
+    med = flat.median(dim=1, keepdim=True).values
+    mad = (flat - med).abs().median(dim=1, keepdim=True).values * 1.4826
+    thr = (med + snr * mad.clamp_min(1e-3)).view(-1, 1, 1, 1)
+    peak = (dog == F.max_pool2d(dog, 3, stride=1, padding=1)) & (dog > thr)
+    if edge_px:
+        peak[..., :edge_px, :] = False
+        peak[..., -edge_px:, :] = False
+        peak[..., :, :edge_px] = False
+        peak[..., :, -edge_px:] = False
+    t, _, r, c = torch.nonzero(peak, as_tuple=True)
+    return t, r, c
 
 
 def mortensen_precision_nm(
@@ -99,15 +123,7 @@ class ClassicLocalizer:
     # ------------------------------------------------------------------ detection
     def _candidates(self, photons: torch.Tensor, sigma_px: float):
         """(t, row, col) of local maxima above threshold in a (T, Y, X) photon stack."""
-        x = photons[:, None]
-        dog = gaussian_blur(x, max(sigma_px, 0.5)) - gaussian_blur(x, 2.5 * max(sigma_px, 0.5))
-        flat = dog.flatten(1)
-        med = flat.median(dim=1, keepdim=True).values
-        mad = (flat - med).abs().median(dim=1, keepdim=True).values * 1.4826
-        thr = (med + self.config.threshold_snr * mad.clamp_min(1e-3)).view(-1, 1, 1, 1)
-        peak = (dog == F.max_pool2d(dog, 3, stride=1, padding=1)) & (dog > thr)
-        t, _, r, c = torch.nonzero(peak, as_tuple=True)
-        return t, r, c
+        return dog_maxima(photons, sigma_px, self.config.threshold_snr)
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, rois: torch.Tensor, sigma0: float):

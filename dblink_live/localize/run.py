@@ -215,10 +215,16 @@ def _describe(
     return info
 
 
-def _checked(localizer: Localizer) -> dict[str, Any]:
-    """What the run learned about the localizer: the yield check, and who localized."""
+def _record_check(localizer: Localizer, info: dict[str, Any], rec: Recording | None = None) -> None:
+    """What the run learned about the localizer (the yield check, and who localized), into
+    ``info`` and the recording's localization attributes."""
     report = getattr(localizer, "report", None)
-    return {"yield_check": report, "name": localizer.name} if report else {}
+    if not report:
+        return
+    learned = {"yield_check": report, "name": localizer.name}
+    info.update(learned)
+    if rec is not None:
+        rec.update_localization_info(**learned)
 
 
 def localize(
@@ -281,8 +287,7 @@ def localize(
             rec.append_localizations,
             mark=rec.mark_localized,
         )
-        info.update(_checked(localizer))
-        rec.update_localization_info(**_checked(localizer))
+        _record_check(localizer, info, rec)
         return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
 
     output = Path(output)  # type: ignore[arg-type]
@@ -317,8 +322,7 @@ def localize(
             rec.append_frames,
             rec.mark_localized,
         )
-        info.update(_checked(localizer))
-        rec.update_localization_info(**_checked(localizer))
+        _record_check(localizer, info, rec)
         return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
 
     from dblink_live.io.tables import write_localizations
@@ -332,7 +336,7 @@ def localize(
     )
     table.n_frames = movie.n_frames
     write_localizations(table, output, format=output_format)
-    info.update(_checked(localizer))
+    _record_check(localizer, info)
     return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
 
 

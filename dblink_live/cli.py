@@ -6,9 +6,11 @@ with status 2; every long command shows a progress bar and ends with a one-line 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ from rich.table import Table
 
 from dblink_live import __version__
 from dblink_live.errors import ConfigError, DblinkError, RecordingError
+from dblink_live.io.outputs import check_writable
 
 __all__ = ["app", "main"]
 
@@ -166,6 +169,7 @@ def simulate(
     cfg = _load(config)
     if output.exists() and not overwrite:
         raise RecordingError(f"{output} already exists; pass --overwrite to replace it")
+    check_writable(output)
     t0 = time.perf_counter()
     with _progress("simulate", quiet) as update:
         rec = simulate_recording(
@@ -193,14 +197,52 @@ def simulate(
 def info(
     path: Annotated[Path, typer.Argument(help="A recording (*.zarr).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Read every chunk of raw frames (and the tables and images) from disk; exit 2 "
+            "if any is damaged.",
+        ),
+    ] = False,
 ) -> None:
-    """Summarize a recording: frames, camera, localizations, reconstructions, ground truth."""
-    from dblink_live.io.recording import Recording
+    """Summarize a recording: frames, camera, localizations, reconstructions, ground truth.
 
-    s = Recording.open(path).summary()
+    Without --verify only the counters and the last chunk are checked (fast); --verify reads
+    everything and names the damaged frames.
+    """
+    from dblink_live.io.recording import Recording, format_ranges
+
+    rec = Recording.open(path)
+    s = rec.summary()
+    damage = None
+    if verify:
+        with _progress("verifying", quiet=as_json) as update:
+            damage = rec.verify(lambda d, t: update(d, t))
+        s["verified"] = damage
     if as_json:
         out.print_json(json.dumps(s))
+    else:
+        _print_info(path, s)
+    if damage is None:
         return
+    bad_raw = damage["unreadable_frames"]
+    problems = []
+    if bad_raw:
+        n_bad = sum(b - a for a, b in bad_raw)
+        problems.append(f"raw frames {format_ranges(bad_raw)} ({n_bad} frames) are unreadable")
+    problems += [f"{name} is unreadable" for name in damage["unreadable_arrays"]]
+    if problems:
+        raise RecordingError(
+            f"{path} is damaged: " + "; ".join(problems) + " (localize and reprocess skip "
+            "unreadable frames and give their maps no confidence)"
+        )
+    if not as_json:
+        out.print(f"verified: every chunk of {s['frames']:,} frames and all tables and images read")
+
+
+def _print_info(path: Path, s: dict[str, Any]) -> None:
+    """The ``info`` table."""
     table = Table(title=str(path), show_header=False, box=None)
     table.add_row(
         "frames", f"{s['frames']:,} x {s['frame_shape_px'][1]}x{s['frame_shape_px'][0]} px"
@@ -339,7 +381,11 @@ def _training_config(
     if resume is not None and not resume.exists():
         raise RecordingError(f"checkpoint to resume not found: {resume}")
     if write:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        import contextlib
+
+        with contextlib.suppress(OSError):  # a new folder for checkpoints is fine
+            output.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(output)
         save_config(cfg, output.with_suffix(".yaml"))
     return cfg
 
@@ -576,6 +622,7 @@ def evaluate_localizer(
         )
     out.print(table)
     if output is not None:
+        check_writable(output)
         output.write_text(json.dumps(report, indent=2))
         out.print(f"wrote {output}")
 
@@ -737,6 +784,7 @@ def evaluate(
         from dblink_live.recon.static_check import evaluate_static
 
         output = output or base.with_name(base.name + "_static.json")
+        check_writable(output)
         r = evaluate_static(input_path, output=output)
         out.print(
             f"{input_path}: {r['maps']} maps at W={r['window_frames']} against the accumulation "
@@ -754,6 +802,8 @@ def evaluate(
         return
     output = output or base.with_name(base.name + "_eval.json")
     figure = figure or base.with_name(base.name + "_eval.png")
+    check_writable(output)
+    check_writable(figure)
     r = evaluate_recording(
         input_path, output=output, figure=figure, weights=weights, frc=frc, device=device
     )
@@ -835,6 +885,32 @@ def _display_available() -> bool:
     return True
 
 
+def _status_printer(every_s: float | None = None):  # type: ignore[no-untyped-def]
+    """A live-status callback: a status line every second on a terminal (every
+    :data:`PROGRESS_LINE_S` in a log file, and whenever the state changes), and each warning
+    once, when it first appears or
+    its text changes (the numbers in it are not a change)."""
+    import re
+
+    if every_s is None:
+        every_s = 1.0 if console.is_terminal else PROGRESS_LINE_S
+    last: list = [float("-inf"), None]  # time of the last line, state then
+    said: set[str] = set()
+
+    def show(st) -> None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        if now - last[0] >= every_s or st.state is not last[1]:  # and when the state changes
+            last[0], last[1] = now, st.state
+            console.print(st.line(), highlight=False)
+        for w in st.warnings:
+            kind = re.sub(r"[0-9][0-9.,%]*", "#", w)
+            if kind not in said:
+                said.add(kind)
+                console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+    return show
+
+
 def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """Run a pipeline to the end (viewer or headless status), then write its summary."""
     from dblink_live.pipeline_types import PipelineState
@@ -844,16 +920,7 @@ def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no
         log.warning("no display found: running headless (the summary PNG shows the result)")
         headless = True
     if headless:
-        last = [0.0]
-
-        def show(st) -> None:  # type: ignore[no-untyped-def]
-            if not quiet and time.monotonic() - last[0] >= 1.0:
-                last[0] = time.monotonic()
-                console.print(st.line(), highlight=False)
-                for w in st.warnings:
-                    console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
-
-        status = pipeline.run(on_status=show)
+        status = pipeline.run(on_status=None if quiet else _status_printer())
     else:
         try:
             from dblink_live.display import run_viewer
@@ -890,6 +957,27 @@ def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no
     )
 
 
+def _micromanager_paths(adapter_path: Path, mm_config: Path) -> tuple[Path, Path]:
+    """Absolute adapter folder and config file; a relative config is looked for in the
+    current folder (then in the adapter folder, as Micro-Manager itself would, said)."""
+    adapter_path = adapter_path.expanduser().absolute()
+    if not adapter_path.is_dir():
+        raise DblinkError(f"--adapter-path {adapter_path} is not a folder of device adapters")
+    given = mm_config.expanduser()
+    found = given.absolute()
+    if not found.is_file() and not given.is_absolute() and (adapter_path / given).is_file():
+        found = adapter_path / given
+        log.info("Micro-Manager config %s taken from the adapter folder: %s", given, found)
+    if not found.is_file():
+        where = [str(Path.cwd())]
+        if not given.is_absolute() and adapter_path != Path.cwd():
+            where.append(str(adapter_path))
+        raise DblinkError(
+            f"Micro-Manager config file not found: {given} (looked in {' and '.join(where)})"
+        )
+    return adapter_path, found
+
+
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Recording to write.")] = Path(
@@ -920,6 +1008,7 @@ def demo(
     cfg = _with_localizer(_load(config), localizer)
     if output.exists() and not overwrite:
         raise DblinkError(f"{output} already exists; pass --overwrite or choose another -o")
+    check_writable(output)
     pipe = demo_pipeline(
         output,
         n_frames=frames or cfg.live.frames,
@@ -967,6 +1056,7 @@ def replay(
     cfg = _with_localizer(cfg, localizer)
     base = input_path.with_suffix("")
     output = output or base.with_name(base.name + "_replay.zarr")
+    check_writable(output)
     pipe = Pipeline(
         src,
         output,
@@ -1044,6 +1134,10 @@ def live(
         raise DblinkError(
             "give --mm-config and --adapter-path (headless Micro-Manager) or --connect"
         )
+    if not connect:
+        assert mm_config is not None and adapter_path is not None
+        adapter_path, mm_config = _micromanager_paths(adapter_path, mm_config)
+    check_writable(output)
     roi_t = lc.roi
     if roi:
         try:
@@ -1094,6 +1188,11 @@ def view(
     from dblink_live.io.recording import Recording
 
     Recording.open(input_path)  # a clear error for a path that is not a recording
+    if not _display_available():
+        raise DblinkError(
+            "no display is available (no DISPLAY or WAYLAND_DISPLAY): run `view` on a desktop "
+            "session or over ssh -X, or use `info` / `evaluate` here; live runs take --headless"
+        )
     try:
         from dblink_live.display import run_viewer
     except ImportError as exc:
@@ -1101,15 +1200,74 @@ def view(
     raise typer.Exit(run_viewer(recording=input_path))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user-input errors into one line and exit status 2."""
+#: errno values of a write that failed for want of space or permission: one line, exit 2
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EFBIG", "EDQUOT", "EROFS", "EACCES", "EPERM")
+    if hasattr(errno, n)
+)
+
+
+@contextmanager
+def _stop_signals():  # type: ignore[no-untyped-def]
+    """Make SIGTERM (job schedulers, systemd) act like Ctrl-C while a command runs: live runs
+    drain, batch commands stop and say what they kept. Yields the list of stop signals
+    received; the previous handlers come back at the end."""
+    import signal
+
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) in (signal.default_int_handler, signal.SIG_DFL):
+                previous[s] = signal.signal(s, handler)
     try:
-        app(args=argv, prog_name="dblink-live")  # standalone: usage errors exit with status 2
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user-input errors into one line and exit status 2.
+
+    Exit status: 0 done (a live run stopped by Ctrl-C or SIGTERM that drained is done); 1 a
+    bug (with its traceback); 2 bad input, an unwritable output or a failed run (one line);
+    130 / 143 a batch command interrupted by SIGINT / SIGTERM (it says what it kept).
+    """
+    import signal
+
+    received: list[int] = []
+    try:
+        with _stop_signals() as received:
+            app(args=argv, prog_name="dblink-live")  # standalone: usage errors exit 2
     except DblinkError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        console.print(
+            f"[red]error:[/red] could not write{where} ({exc.strerror}); free space or choose "
+            "another output",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 2
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        if code == 130 and received:
+            sig = received[-1]
+            name = signal.Signals(sig).name
+            console.print(f"interrupted by {name}", highlight=False)
+            return 128 + sig
+        return code
     return 0
 
 

@@ -796,8 +796,14 @@ def load_config(path: str | Path) -> RunConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not a text (YAML) config file: byte {exc.start} is not UTF-8 text"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path} is not a text (YAML) config file: it holds NUL bytes")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from dblink_live import __version__
+from dblink_live.acquire.ground_truth import GroundTruthWriter, copied_truth, scene_truth
 from dblink_live.config import RunConfig
 from dblink_live.errors import DblinkError
 from dblink_live.io.recorder import Recorder
@@ -55,6 +56,7 @@ from dblink_live.recon.evidence import (
 )
 from dblink_live.recon.inference import LoadedModel, load_recon_model
 from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
+from dblink_live.resources import MemoryNeed, live_bytes_per_bin
 from dblink_live.sim.scene import grid_shape
 
 __all__ = [
@@ -73,8 +75,10 @@ _END = object()
 SWITCH_INTERVAL_S = 0.0002
 #: Reconstructions are appended this many at a time (the chunk length: whole-chunk writes).
 OUTPUT_BLOCK = 8
-#: Ground-truth maps computed and written at once at the end of a simulated run.
+#: Ground-truth maps computed and written at once while a simulated run goes.
 GT_BLOCK_MAPS = 64
+#: Seconds between checks for a whole block of ground truth to write.
+GT_POLL_S = 1.0
 #: Localizations are appended to the recording at most this often (s).
 LOC_WRITE_S = 0.5
 
@@ -202,6 +206,8 @@ class Pipeline:
         self._results = LiveResults()
         self._warned: set[str] = set()
         self._window_warning: str | None = None
+        self._gt_writer: GroundTruthWriter | None = None
+        self._gt_done = threading.Event()  # the recording is complete: write the rest
         self.recording: Recording | None = None
         self.ring: FrameRing | None = None
         self.recorder: Recorder | None = None
@@ -258,6 +264,7 @@ class Pipeline:
             (self._localize_loop, "localizer"),
             (self._recon_loop, "reconstruction"),
             (self._source_loop, "source"),
+            (self._truth_loop, "ground-truth"),
             (self._supervise, "supervisor"),
         ):
             t = threading.Thread(target=self._guard(target), name=f"dblink-{name}", daemon=True)
@@ -298,7 +305,10 @@ class Pipeline:
             except KeyboardInterrupt:
                 interrupts += 1
                 if interrupts == 1:
-                    log.warning("Ctrl-C: stopping and draining (press again to skip processing)")
+                    log.warning(
+                        "stop requested (Ctrl-C or SIGTERM): stopping and draining (again to "
+                        "skip processing)"
+                    )
                     self.stop()
                 else:
                     self.abort()
@@ -400,6 +410,7 @@ class Pipeline:
         else:
             self.model = load_recon_model(recon, self.device)
         w = cfg.grid.window_frames
+        self._check_memory(src.frame_shape, px)
         capacity = self._ring_capacity or max(256, round(cfg.live.ring_seconds / interval))
         self.ring = FrameRing(capacity, src.frame_shape, background_writer=True)
         extra = {
@@ -468,10 +479,33 @@ class Pipeline:
             self._window_warning = self.model.window_warning(w)
             if self._window_warning:
                 log.warning(self._window_warning)
+        self._gt_writer = self._truth_writer()
         with self._lock:
             self._results = replace(
                 self._results, pixel_size_nm=px, bin_nm=self.bin_nm, window_frames=w
             )
+
+    def _check_memory(self, frame_shape: tuple[int, int], px: float) -> None:
+        """Refuse, before anything is created, a grid whose live reconstruction (or, without
+        a model, the display's count maps) cannot fit in memory."""
+        fov = (frame_shape[1] * px, frame_shape[0] * px)
+        history = self._history.maxlen or 1
+        if self.model is not None:
+            bin_nm, device = self.model.bin_nm, str(self.model.device)
+            what = "live reconstruction"
+            per_bin = live_bytes_per_bin(self.model.model.hidden_channels, self.delay_maps, history)
+            advice = (
+                "reconstruct a camera region of at most {px} x {px} pixels (`live --roi "
+                "x,y,w,h`), run on a GPU with more memory, or record and localize only "
+                "(--weights none, and a larger bin in the config's grid.bin_nm)"
+            )
+        else:
+            bin_nm, device = self.config.grid.bin_nm, "cpu"
+            what = "the live localization display"
+            per_bin = 4.0 * (history + 8)
+            advice = "raise grid.bin_nm in the config or reconstruct a region (`live --roi`)"
+        need = MemoryNeed(what, grid_shape(fov, bin_nm), bin_nm, per_bin)
+        need.check(device, advice=advice, pixel_size_nm=px)
 
     def _cleanup_source(self) -> None:
         if hasattr(self.source, "stop"):
@@ -768,15 +802,21 @@ class Pipeline:
 
     def _supervise(self) -> None:
         """Wait for the workers, finish the recording and set the final state."""
-        workers = [t for t in self._threads if t.name != "dblink-supervisor"]
-        for t in workers:
-            t.join()
+        side = ("dblink-supervisor", "dblink-ground-truth")
+        for t in self._threads:
+            if t.name not in side:
+                t.join()
         self._close_streamer()
         try:
             assert self.recorder is not None
             self.recorder.join()
             self._cleanup_source()
-            self._write_ground_truth()
+            self._gt_done.set()
+            for t in self._threads:
+                if t.name == "dblink-ground-truth":
+                    t.join()
+            if self._gt_writer is not None and self.recording is not None:
+                self._gt_writer.write(self.recording.n_frames, final=True)
             self._write_summary()
         except BaseException as exc:
             self._fail(exc)
@@ -787,63 +827,32 @@ class Pipeline:
         self._set_state(PipelineState.FAILED if failed else PipelineState.FINISHED)
         self._finished.set()
 
-    def _write_ground_truth(self) -> None:
-        """Simulated sources: ground-truth emitters and maps for what was recorded (simulated
-        by the virtual microscope, or copied from a replayed simulation)."""
+    def _truth_writer(self) -> GroundTruthWriter | None:
+        """Simulated sources: a writer of the ground truth of what is recorded (simulated by
+        the virtual microscope, or copied from a replayed simulation)."""
+        rec = self.recording
+        assert rec is not None
         sim = getattr(self.source, "simulator", None)
-        rec = self.recording
-        if rec is None or rec.n_frames == 0:
-            return
-        if sim is None:
-            self._copy_ground_truth(getattr(self.source, "recording", None))
-            return
-        for start in range(0, rec.n_frames, GT_BLOCK_MAPS * self.window):
-            stop = min(start + GT_BLOCK_MAPS * self.window, rec.n_frames)
-            rec.append_emitters(sim.scene.emitters(start, stop, fov_only=True))
-        n_maps = rec.n_frames // self.window
-        if n_maps == 0:
-            return
-        grid = self.config.grid.model_copy(
-            update={"window_frames": self.window, "bin_nm": self.bin_nm}
-        )
-        for start in range(0, n_maps, GT_BLOCK_MAPS):  # in blocks: memory stays bounded
-            n = min(GT_BLOCK_MAPS, n_maps - start)
-            _, skel, struct = sim.scene.ground_truth_maps(grid, start, n)
-            for name, data in (("gt/skeleton", skel), ("gt/structure", struct)):
-                if start == 0:
-                    rec.create_image(
-                        name,
-                        data.shape[1:],
-                        str(data.dtype),
-                        bin_nm=self.bin_nm,
-                        window_frames=self.window,
-                    )
-                rec.append_image(name, data)
-
-    def _copy_ground_truth(self, src: Recording | None) -> None:
-        """Ground truth of a replayed simulated recording, for the frames and maps recorded."""
-        rec = self.recording
-        if src is None or rec is None:
-            return
-        emitters = src.read_emitters()
-        if emitters is not None:
-            rec.append_emitters(emitters.select(np.flatnonzero(emitters.frame < rec.n_frames)))
-        n_maps = rec.n_frames // self.window
-        for name in ("gt/skeleton", "gt/structure"):
-            got = src.read_image(name)
-            if got is None or n_maps == 0:
-                continue
-            data, attrs = got
-            same_grid = abs(float(attrs["bin_nm"]) - self.bin_nm) < 1e-6
-            if not same_grid or int(attrs["window_frames"]) != self.window:
-                log.info("%s not copied: its grid differs from the reconstruction's", name)
-                continue
-            rec.create_image(
-                name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm, window_frames=self.window
+        if sim is not None:
+            grid = self.config.grid.model_copy(
+                update={"window_frames": self.window, "bin_nm": self.bin_nm}
             )
-            rec.append_image(name, data[:n_maps])
-        if emitters is not None:
+            truth = scene_truth(sim.scene, grid)
+        else:
+            src = getattr(self.source, "recording", None)
+            truth = copied_truth(src, self.bin_nm, self.window) if src is not None else None
+            if truth is None:
+                return None
             rec.update_meta(simulated=True, replayed_from=str(src.path))
+        return GroundTruthWriter(rec, truth, self.bin_nm, self.window, GT_BLOCK_MAPS)
+
+    def _truth_loop(self) -> None:
+        """Write the ground truth of whole blocks as they are recorded: a killed run keeps it."""
+        writer, rec = self._gt_writer, self.recording
+        if writer is None or rec is None:
+            return
+        while not self._gt_done.wait(GT_POLL_S):
+            writer.write(rec.n_frames)
 
     def _write_summary(self) -> None:
         st = self.status()

@@ -613,7 +613,7 @@ def test_reprocess_localizes_the_frames_that_never_were(
     rec.append_frames(movie.raw)
     rec.clear_localizations({"name": "cnn"})
     assert rec.unlocalized_frames() == [(0, 60)]
-    rec.append_localizations(localize_missing(rec, [(0, 30)], device="cpu"))
+    rec.append_localizations(localize_missing(rec, [(0, 30)], device="cpu")[0])
     rec.mark_localized(0, 30)
     assert rec.unlocalized_frames() == [(30, 60)]
     with caplog.at_level("WARNING"):

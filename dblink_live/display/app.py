@@ -92,13 +92,20 @@ def run_viewer(
 
 
 def _close_on_sigint(window: ViewerWindow) -> Callable[[], None]:
-    """Ctrl-C in the terminal closes the window (clean stop); returns the undo function."""
+    """Ctrl-C in the terminal (or SIGTERM) closes the window (clean stop); returns the undo
+    function."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda *_: window.close())
     # Python runs signal handlers only between bytecodes: wake the interpreter regularly
     wake = QtCore.QTimer(window)
     wake.timeout.connect(lambda: None)
     wake.start(200)
-    return lambda: signal.signal(signal.SIGINT, previous)
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,17 @@ import zarr
 
 from dblink_live import __version__
 from dblink_live.errors import RecordingError
+from dblink_live.io.outputs import check_writable
 from dblink_live.localizations import EmitterTable, Localizations
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "IMAGE_NAMES", "Recording"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "IMAGE_NAMES",
+    "Recording",
+    "UnreadableFramesError",
+    "format_ranges",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,40 @@ _EMITTER_DTYPES = {
     "on_fraction": "float32",
 }
 _TABLE_CHUNK = 65536
+
+
+def format_ranges(ranges: Sequence[tuple[int, int]], limit: int = 4) -> str:
+    """``[(0, 32), (96, 128)]`` -> ``"0-31, 96-127"`` (inclusive frame numbers, the first
+    ``limit`` ranges, then a count)."""
+    parts = [f"{a}-{b - 1}" if b - a > 1 else f"{a}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        parts.append(f"and {len(ranges) - limit} more ranges")
+    return ", ".join(parts)
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+class UnreadableFramesError(RecordingError):
+    """Raw frames that cannot be read back (a corrupt or truncated chunk).
+
+    ``ranges``: the unreadable ``[start, stop)`` frame ranges (whole chunks).
+    """
+
+    def __init__(self, path: Path, ranges: Sequence[tuple[int, int]]):
+        self.ranges = list(ranges)
+        n = sum(b - a for a, b in self.ranges)
+        super().__init__(
+            f"{path}: raw frames {format_ranges(self.ranges)} ({n} frames) are unreadable "
+            "(a corrupt chunk); `dblink-live info --verify` lists every damaged chunk"
+        )
 
 
 def _ngff(name: str, scale: list[float], translation: list[float]) -> dict[str, Any]:
@@ -156,6 +198,7 @@ class Recording:
             raise RecordingError(
                 f"{path} already exists; pass overwrite=True (--overwrite) to replace it"
             )
+        check_writable(path)
         h, w = (int(v) for v in frame_shape)
         if h < 1 or w < 1:
             raise RecordingError(f"frame_shape must be positive, got {frame_shape}")
@@ -348,10 +391,90 @@ class Recording:
         return self._n_frames
 
     def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames ``[start, stop)`` as (n, Y, X) uint16 (clipped to the complete frames)."""
+        """Frames ``[start, stop)`` as (n, Y, X) uint16 (clipped to the complete frames).
+
+        Raises :class:`UnreadableFramesError` (naming the frames) if a chunk cannot be read.
+        """
         stop = self._n_frames if stop is None else min(stop, self._n_frames)
         start = max(0, min(start, stop))
-        return np.asarray(self.raw[start:stop])
+        try:
+            return np.asarray(self.raw[start:stop])
+        except Exception:  # a codec error from a damaged chunk: find which ones
+            bad = self.unreadable_frames(start, stop)
+            if not bad:  # the damage was transient (e.g. a file being replaced): try again
+                return np.asarray(self.raw[start:stop])
+            raise UnreadableFramesError(self.path, bad) from None
+
+    def _chunks(self, start: int, stop: int) -> list[tuple[int, int]]:
+        cf = self.raw.chunks[0]
+        first = (start // cf) * cf
+        return [(a, min(a + cf, self._n_frames)) for a in range(first, stop, cf)]
+
+    def unreadable_frames(
+        self,
+        start: int = 0,
+        stop: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Read every raw chunk touching ``[start, stop)``; returns the ``[a, b)`` frame ranges
+        of those that fail to decode (merged, clipped to ``[start, stop)``). This reads the
+        whole range from disk (``info --verify``)."""
+        stop = self._n_frames if stop is None else min(stop, self._n_frames)
+        raw, bad = self.raw, []
+        chunks = self._chunks(start, stop)
+        for i, (a, b) in enumerate(chunks):
+            try:
+                raw[a:b]
+            except Exception:
+                bad.append((max(a, start), min(b, stop)))
+            if progress is not None:
+                progress(i + 1, len(chunks))
+        return _merge(bad)
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Read everything from disk: ``{"unreadable_frames": [[a, b), ...] of raw,
+        "unreadable_arrays": [names of tables columns and images that fail to read]}``."""
+        bad_frames = self.unreadable_frames(progress=progress)
+        bad_arrays = []
+        names = [f"localizations/{c}" for c in _LOC_DTYPES if "localizations" in self.group]
+        names += [f"gt/emitters/{c}" for c in _EMITTER_DTYPES if "gt/emitters" in self.group]
+        names += self.images()
+        for name in names:
+            try:
+                np.asarray(self.group[name][:])
+            except Exception:
+                bad_arrays.append(name)
+        return {"unreadable_frames": [list(r) for r in bad_frames], "unreadable_arrays": bad_arrays}
+
+    def iter_frames(
+        self,
+        start: int = 0,
+        stop: int | None = None,
+        block: int = 256,
+        on_unreadable: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame, frames (n, Y, X))`` blocks of ``[start, stop)``.
+
+        A block with a damaged chunk raises :class:`UnreadableFramesError`, unless
+        ``on_unreadable(a, b)`` is given: then the readable parts are yielded and it is called
+        for each unreadable range, which is skipped.
+        """
+        stop = self._n_frames if stop is None else min(stop, self._n_frames)
+        for s in range(start, stop, block):
+            e = min(s + block, stop)
+            try:
+                yield s, self.read_frames(s, e)
+            except UnreadableFramesError as exc:
+                if on_unreadable is None:
+                    raise
+                at = s
+                for a, b in exc.ranges:
+                    if a > at:
+                        yield at, self.read_frames(at, a)
+                    on_unreadable(a, b)
+                    at = b
+                if at < e:
+                    yield at, self.read_frames(at, e)
 
     # ------------------------------------------------------------------ tables
     def _table(self, name: str, dtypes: Mapping[str, str]) -> zarr.Group:

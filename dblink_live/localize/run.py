@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import numpy as np
 
 from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig, LocalizerConfig
 from dblink_live.errors import DblinkError
-from dblink_live.io.recording import Recording
+from dblink_live.io.outputs import check_writable
+from dblink_live.io.recording import Recording, UnreadableFramesError, format_ranges
 from dblink_live.localizations import EmitterTable, Localizations
 from dblink_live.localize import make_localizer
 from dblink_live.localize.base import CameraCalibration, Localizer
@@ -44,10 +45,19 @@ class InputMovie:
     path: Path
     n_frames: int
     calibration: CameraCalibration
-    blocks: Callable[[int], Iterator[tuple[int, np.ndarray]]]
+    blocks: Callable[..., Iterator[tuple[int, np.ndarray]]]
     recording: Recording | None = None
     ground_truth: EmitterTable | None = None
     camera_estimate: CameraEstimate | None = None
+    #: ``[a, b)`` frame ranges skipped because they cannot be read (damaged chunks)
+    unreadable: list[tuple[int, int]] = field(default_factory=list)
+
+    def skip_unreadable(self, a: int, b: int) -> None:
+        """Note frames ``[a, b)`` as unreadable (merged with the ranges noted before)."""
+        if self.unreadable and self.unreadable[-1][1] >= a:
+            self.unreadable[-1] = (self.unreadable[-1][0], max(b, self.unreadable[-1][1]))
+        else:
+            self.unreadable.append((a, b))
 
 
 #: The calibration keys without which photons cannot be computed; estimated when absent.
@@ -82,9 +92,18 @@ def _sample_frames(read: Callable[[int, int], np.ndarray], n: int, k: int = 200)
     """Up to ``k`` frames spread over a movie of ``n`` (contiguous runs of 8, for temporal
     statistics)."""
     if n <= k:
-        return read(0, n)
-    starts = np.linspace(0, n - 8, k // 8).astype(int)
-    return np.concatenate([read(int(s), int(s) + 8) for s in starts])
+        runs = [(0, n)]
+    else:
+        runs = [(int(s), int(s) + 8) for s in np.linspace(0, n - 8, k // 8).astype(int)]
+    parts = []
+    for a, b in runs:
+        try:
+            parts.append(read(a, b))
+        except UnreadableFramesError:  # a damaged chunk: sample around it
+            continue
+    if not parts:
+        raise DblinkError("no frame of the movie can be read (every sampled chunk is damaged)")
+    return np.concatenate(parts)
 
 
 def open_input(
@@ -113,7 +132,7 @@ def open_input(
             {}, px, _sample_frames(lambda a, b: frames[a:b], len(frames)), calibration
         )
 
-        def blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
+        def blocks(size: int, on_unreadable: object = None) -> Iterator[tuple[int, np.ndarray]]:
             for s in range(0, len(frames), size):
                 yield s, frames[s : s + size]
 
@@ -127,9 +146,10 @@ def open_input(
         else:
             cal, est = CameraCalibration.from_camera(rec.camera, px, **calibration), None
 
-        def rec_blocks(size: int) -> Iterator[tuple[int, np.ndarray]]:
-            for s in range(0, rec.n_frames, size):
-                yield s, rec.read_frames(s, s + size)
+        def rec_blocks(
+            size: int, on_unreadable: Callable[[int, int], None] | None = None
+        ) -> Iterator[tuple[int, np.ndarray]]:
+            yield from rec.iter_frames(0, rec.n_frames, size, on_unreadable)
 
         movie = InputMovie(path, rec.n_frames, cal, rec_blocks, rec, rec.read_emitters(), est)
     if movie.camera_estimate is not None:
@@ -150,10 +170,14 @@ def _run(
     ``on_frames`` sees every block first (to copy the frames into a new recording)."""
     n = 0
     t0 = time.perf_counter()
+    # damaged chunks are skipped (and said), unless the frames are being copied: a copy with a
+    # gap would renumber every later frame
+    skip = movie.skip_unreadable if on_frames is None else None
     if hasattr(localizer, "probe"):  # the CNN's yield check, judged before the real run
-        localizer.probe(movie.blocks(chunk_frames), movie.calibration)
-    blocks = movie.blocks(chunk_frames)
-    prev_last: np.ndarray | None = None
+        localizer.probe(movie.blocks(chunk_frames, None if skip is None else lambda a, b: None),
+                        movie.calibration)  # fmt: skip
+    blocks = movie.blocks(chunk_frames, skip)
+    prev: tuple[int, np.ndarray] | None = None  # (first frame after it, its last frame)
     current = next(blocks, None)
     while current is not None:
         start, frames = current
@@ -165,8 +189,10 @@ def _run(
                 frames,
                 movie.calibration,
                 start,
-                context_before=prev_last,
-                context_after=None if nxt is None else nxt[1][:1],
+                context_before=prev[1] if prev is not None and prev[0] == start else None,
+                context_after=(
+                    nxt[1][:1] if nxt is not None and nxt[0] == start + len(frames) else None
+                ),
             )
         else:
             locs = localizer.localize(frames, movie.calibration, start)
@@ -174,10 +200,19 @@ def _run(
         if mark is not None:
             mark(start, start + len(frames))
         n += len(locs)
-        prev_last = frames[-1:]
+        prev = (start + len(frames), frames[-1:])
         if progress is not None:
             progress(start + len(frames), movie.n_frames, "localize")
         current = nxt
+    if movie.unreadable:
+        skipped = sum(b - a for a, b in movie.unreadable)
+        log.warning(
+            "%s: raw frames %s (%d frames) are unreadable (damaged chunks): skipped, not "
+            "localized; maps over them get no confidence",
+            movie.path.name,
+            format_ranges(movie.unreadable),
+            skipped,
+        )
     return n, time.perf_counter() - t0
 
 
@@ -263,7 +298,7 @@ def localize(
                 ".h5 (DECODE), .hdf5 (Picasso) or .zarr, or give --format"
             )
     if not in_place:
-        _check_writable(Path(output))  # before the work, not after it
+        check_writable(output)  # before the work, not after it
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
     info = _describe(localizer, config, movie.calibration)
@@ -287,6 +322,9 @@ def localize(
             rec.append_localizations,
             mark=rec.mark_localized,
         )
+        if movie.unreadable:
+            info["unreadable_frames"] = [list(r) for r in movie.unreadable]
+            rec.update_localization_info(unreadable_frames=info["unreadable_frames"])
         _record_check(localizer, info, rec)
         return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
 
@@ -346,44 +384,47 @@ def localize_missing(
     config: LocalizerConfig | None = None,
     device: str = "auto",
     progress: Progress | None = None,
-) -> Localizations:
+) -> tuple[Localizations, list[tuple[int, int]]]:
     """Localize the raw frames of ``ranges`` of ``rec`` (frames that were never localized);
-    the CNN gets the neighbouring frames as context. Returns their localizations."""
+    the CNN gets the neighbouring frames as context. Returns their localizations and the
+    ranges localized (unreadable frames, from damaged chunks, are skipped and said)."""
     movie = open_input(rec.path)
     localizer = make_localizer(config or CNNLocalizerConfig(), device)
     parts: list[Localizations] = []
+    localized: list[tuple[int, int]] = []
     total = sum(b - a for a, b in ranges)
     done = 0
+
+    def context(a: int, b: int) -> np.ndarray | None:
+        if a < 0 or b > rec.n_frames:
+            return None
+        try:
+            return rec.read_frames(a, b)
+        except UnreadableFramesError:
+            return None
+
     for a, b in ranges:
-        for s in range(a, b, 256):
-            e = min(s + 256, b)
-            frames = rec.read_frames(s, e)
+        for s, frames in rec.iter_frames(a, b, 256, movie.skip_unreadable):
+            e = s + len(frames)
             if getattr(localizer, "takes_context", False):
-                before = rec.read_frames(s - 1, s) if s > 0 else None
-                after = rec.read_frames(e, e + 1) if e < rec.n_frames else None
+                before, after = context(s - 1, s), context(e, e + 1)
                 parts.append(localizer.localize(frames, movie.calibration, s, before, after))
             else:
                 parts.append(localizer.localize(frames, movie.calibration, s))
+            localized.append((s, e))
             done += e - s
             if progress is not None:
                 progress(done, total, "localize")
+    if movie.unreadable:
+        log.warning(
+            "%s: raw frames %s are unreadable (damaged chunks): not localized; maps over them "
+            "get no confidence",
+            rec.path.name,
+            format_ranges(movie.unreadable),
+        )
     out = Localizations.concatenate(parts) if parts else Localizations.empty(rec.pixel_size_nm)
     out.pixel_size_nm = rec.pixel_size_nm
-    return out
-
-
-def _check_writable(output: Path) -> None:
-    """One clear error now if ``output`` cannot be created (missing or read-only folder, a
-    file in the way), instead of a traceback after the whole localization ran."""
-    parent = output.resolve().parent
-    if not parent.exists():
-        raise DblinkError(f"cannot write {output}: the folder {parent} does not exist")
-    if not parent.is_dir():
-        raise DblinkError(f"cannot write {output}: {parent} is a file, not a folder")
-    import os
-
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DblinkError(f"cannot write {output}: the folder {parent} is not writable")
+    return out, localized
 
 
 def evaluate_localizers(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 from dblink_live.config import LocalizerConfig
 from dblink_live.errors import DblinkError
-from dblink_live.io.recording import Recording
+from dblink_live.io.recording import Recording, format_ranges
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.recon.data import count_maps_torch, map_scale
 from dblink_live.recon.evidence import evidence, temper_confidence
@@ -29,6 +29,12 @@ from dblink_live.recon.inference import (
     choose_recon_weights,
     load_recon_model,
     reconstruct_sequence,
+)
+from dblink_live.resources import (
+    MemoryNeed,
+    format_bytes,
+    offline_bytes_per_bin,
+    offline_disk_bytes_per_bin,
 )
 from dblink_live.sim.scene import grid_shape
 
@@ -130,6 +136,7 @@ def reconstruct_localizations(
     density_per_um2: float | None = None,
     with_evidence: bool = True,
     confidence_scale: float = 1.0,
+    missing_frames: Sequence[tuple[int, int]] = (),
 ):
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
 
@@ -144,6 +151,8 @@ def reconstruct_localizations(
     predicts loses its confidence. A map whose W frames hold no localization at all gets
     confidence 0: there is nothing to be confident about. ``confidence_scale`` multiplies the
     confidence (e.g. :meth:`LoadedModel.density_factor` for data outside the training range).
+    A map whose window holds any of ``missing_frames`` (``[a, b)`` ranges of frames with no
+    localization input: unreadable or never localized) gets confidence 0 too.
 
     Output j covers raw frames ``[j * stride, j * stride + W)``; with ``stride < W`` the
     ``W / stride`` phase sequences run side by side (each with full bidirectional context) and
@@ -162,6 +171,10 @@ def reconstruct_localizations(
     locs = locs.select(order)
     per_frame = np.bincount(locs.frame, minlength=n_frames)[:n_frames]
     cum = np.concatenate([[0], np.cumsum(per_frame)])
+    gap = np.zeros(n_frames, np.int64)
+    for a, b in missing_frames:
+        gap[max(a, 0) : min(b, n_frames)] = 1
+    cum_gap = np.concatenate([[0], np.cumsum(gap)])
     n_out = max((n_frames - w) // stride + 1, 0) if n_frames >= w else 0
     if n_out == 0:
         raise DblinkError(f"{n_frames} frames are fewer than one window of W={w} frames")
@@ -223,8 +236,9 @@ def reconstruct_localizations(
                     ev = evidence(locs, recon_block, model.bin_nm, first_out, stride, w, n_frames)
                     conf_block = temper_confidence(conf_block, recon_block, ev)
                 starts = (first_out + np.arange(len(recs))) * stride
-                empty = cum[np.minimum(starts + w, n_frames)] == cum[starts]
-                conf_block[empty] = 0.0
+                ends = np.minimum(starts + w, n_frames)
+                empty = cum[ends] == cum[starts]
+                conf_block[empty | (cum_gap[ends] > cum_gap[starts])] = 0.0
                 if confidence_scale != 1.0:
                     conf_block *= np.float32(confidence_scale)
             yield first_out, recon_block, conf_block
@@ -238,16 +252,23 @@ def _open_localizations(
     localizer: LocalizerConfig | None,
     device: str,
     progress: Progress | None,
-) -> tuple[Localizations, tuple[float, float] | None, int, float | None, Recording | None]:
+) -> tuple[
+    Localizations,
+    tuple[float, float] | None,
+    int,
+    float | None,
+    Recording | None,
+    list[tuple[int, int]],
+]:
     """(localizations, camera field (x, y nm) or None for a table, frames, frame interval (s)
-    or None when unknown, the recording)."""
+    or None when unknown, the recording, frame ranges still without localization input)."""
     if input_path.suffix.lower() in _TABLE_SUFFIXES:
         from dblink_live.io.tables import read_localizations
 
         locs = read_localizations(input_path, pixel_size_nm=pixel_size_nm)
         if len(locs) == 0:
             raise DblinkError(f"{input_path} holds no localizations")
-        return locs, None, locs.n_frames, None, None
+        return locs, None, locs.n_frames, None, None, []
     rec = Recording.open(input_path)
     if rec.n_localizations == 0:
         if rec.n_frames == 0:
@@ -271,22 +292,41 @@ def _open_localizations(
             n_missing,
             rec.n_frames,
         )
-        extra = localize_missing(rec, missing, localizer, device, progress)
+        extra, done = localize_missing(rec, missing, localizer, device, progress)
         try:
             writable = Recording.open(input_path, mode="r+")
             writable.append_localizations(extra)
-            for a, b in missing:
+            for a, b in done:
                 writable.mark_localized(a, b)
         except (OSError, DblinkError) as exc:  # read-only input: use them without storing
             log.warning("%s: could not store them (%s); used for this run only", input_path, exc)
         locs = Localizations.concatenate([locs, extra])
         locs.n_frames = rec.n_frames
+        missing = _subtract(missing, done)
     if rec.n_frames == 0:  # made from a table: no camera field, the data decide the grid
         n = max(locs.n_frames, int(rec.meta.get("table_frames") or 0))
-        return locs, None, n, rec.frame_interval_s, rec
+        return locs, None, n, rec.frame_interval_s, rec, []
     h, w = rec.frame_shape
     fov = (w * rec.pixel_size_nm, h * rec.pixel_size_nm)
-    return locs, fov, rec.n_frames, rec.frame_interval_s, rec
+    return locs, fov, rec.n_frames, rec.frame_interval_s, rec, list(missing or [])
+
+
+def _subtract(
+    ranges: Sequence[tuple[int, int]], done: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The parts of ``ranges`` not covered by ``done`` (both ``[a, b)`` frame ranges)."""
+    out = []
+    for a, b in ranges:
+        at = a
+        for c, d in sorted(done):
+            if d <= at or c >= b:
+                continue
+            if c > at:
+                out.append((at, c))
+            at = max(at, d)
+        if at < b:
+            out.append((at, b))
+    return out
 
 
 def _table_metadata_warning(
@@ -307,6 +347,46 @@ def _table_metadata_warning(
     if not missing:
         return None
     return f"{path.name} does not state " + " nor ".join(missing)
+
+
+def _fitting_chunk(
+    model: LoadedModel, shape: tuple[int, int], chunk_maps: int, phases: int, n_maps: int
+) -> int:
+    """``chunk_maps``, lowered until the reconstruction fits in memory (said); one clear error
+    if even one map at a time does not fit, or the backward features do not fit on disk."""
+    import shutil
+    import tempfile
+
+    h, device = model.model.hidden_channels, str(model.device)
+
+    def need(chunk: int) -> MemoryNeed:
+        per_bin = offline_bytes_per_bin(h, chunk, phases)
+        return MemoryNeed("offline reconstruction", shape, model.bin_nm, per_bin)
+
+    chunk = chunk_maps
+    while chunk > 1 and not need(chunk).fits(device):
+        chunk = max(1, chunk // 2)
+    need(chunk).check(
+        device,
+        advice="reconstruct a smaller region (crop the table or the recording) or use a GPU "
+        "with more memory",
+    )
+    if chunk < chunk_maps:
+        log.warning(
+            "chunk_maps lowered from %d to %d so that a %d x %d grid fits in memory",
+            chunk_maps,
+            chunk,
+            *shape,
+        )
+    tmp = tempfile.gettempdir()
+    disk = offline_disk_bytes_per_bin(h, n_maps) * shape[0] * shape[1]
+    free = shutil.disk_usage(tmp).free
+    if disk > 0.9 * free:
+        raise DblinkError(
+            f"the backward pass keeps {format_bytes(disk)} of features on disk in {tmp}, and "
+            f"{format_bytes(free)} is free there: set TMPDIR to a disk with more space"
+        )
+    return chunk
 
 
 def _write_outputs(target: Recording, blocks) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -352,7 +432,7 @@ def reprocess(
     """
     input_path = Path(input_path)
     t0 = time.perf_counter()
-    locs, camera_fov, n_frames, interval, rec = _open_localizations(
+    locs, camera_fov, n_frames, interval, rec, missing = _open_localizations(
         input_path, pixel_size_nm, localizer, device, progress
     )
     warnings: list[str] = []
@@ -408,6 +488,7 @@ def reprocess(
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")
     target.discard_staged(images)  # left by an interrupted run
     shape = grid_shape(fov, model.bin_nm)
+    chunk_maps = _fitting_chunk(model, shape, chunk_maps, w // stride, n_frames // stride)
     info = {
         "model": model.describe(),
         "fov_nm": list(fov),
@@ -453,6 +534,7 @@ def reprocess(
                 density,
                 evidence,
                 model.density_factor(density),
+                missing,
             ),
         )
     except BaseException:
@@ -461,8 +543,18 @@ def reprocess(
         log.warning("%s: reprocessing interrupted; %s", target.path, kept)
         raise
     target.commit_staged(images)
+    if missing:
+        n_gap = sum(b - a for a, b in missing)
+        msg = (
+            f"{n_gap} raw frames ({format_ranges(missing)}) have no localizations (unreadable "
+            "or not localized): the maps over them have confidence 0"
+        )
+        warnings.append(msg)
+        log.warning(msg)
+        target.group["confidence"].attrs["frames_without_input"] = [list(r) for r in missing]
     if empty:
-        msg = f"{empty} of {n} maps had no localization in their window: confidence 0"
+        why = "had no localization" + (" or frames without input" if missing else "")
+        msg = f"{empty} of {n} maps {why} in their window: confidence 0"
         warnings.append(msg)
         log.warning(msg)
         target.group["confidence"].attrs["maps_without_localizations"] = empty

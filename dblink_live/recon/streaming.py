@@ -111,9 +111,17 @@ def reconstruct_with_lookahead(
 
 
 def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - child process
-    """Child process: receive the model, then stream maps; one reply per map."""
+    """Child process: receive the model, then stream maps; one reply per map.
+
+    The child takes no terminal or job-control signals (SIGINT, SIGTERM): its parent decides
+    when the stream ends, by sending ``None`` (drain) or by closing the pipe (its own exit or
+    death), and the child then ends quietly.
+    """
+    import signal
     from multiprocessing.connection import Connection
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
     try:
@@ -131,10 +139,11 @@ def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - chil
                 return
             out = streamer.push(item)
             outbox.send(("out", out))
-    except EOFError:
+    except (EOFError, ConnectionError):  # the parent closed the pipe or is gone: nothing to tell
         return
     except BaseException as exc:
-        outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError):
+            outbox.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 class ProcessStreamingReconstructor:
@@ -179,6 +188,9 @@ class ProcessStreamingReconstructor:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "dblink_live.recon.streaming", str(r_in), str(w_out)],
             pass_fds=(r_in, w_out),
+            # its own session: a terminal's Ctrl-C (sent to the whole foreground process
+            # group) reaches only the parent, which then drains the child through the pipe
+            start_new_session=True,
         )
         os.close(r_in)
         os.close(w_out)

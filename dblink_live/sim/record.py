@@ -7,7 +7,9 @@ from pathlib import Path
 
 from dblink_live.config import RunConfig
 from dblink_live.io.recording import Recording
+from dblink_live.resources import MemoryNeed, simulate_bytes_per_bin
 from dblink_live.sim.movie import MovieSimulator
+from dblink_live.sim.scene import grid_shape
 
 __all__ = ["simulate_recording"]
 
@@ -46,6 +48,19 @@ def simulate_recording(
     progress
         Called as ``progress(done, total, stage)`` after each block.
     """
+    grid, cam = config.grid, config.simulation.camera
+    h, w = cam.height_px, cam.width_px
+    MemoryNeed(  # before the scene is built: its size grows with the field too
+        "simulating the ground truth",
+        grid_shape((w * cam.pixel_size_nm, h * cam.pixel_size_nm), grid.bin_nm),
+        grid.bin_nm,
+        simulate_bytes_per_bin(grid.supersample, chunk_frames // grid.window_frames + 1),
+        fixed=chunk_frames * h * w * 8.0 * 4,  # a block of frames: photons, noise (float64)
+    ).check(
+        advice="simulate a smaller camera (simulation.camera.width_px/height_px), or a larger "
+        "grid.bin_nm or smaller grid.supersample",
+        pixel_size_nm=cam.pixel_size_nm,
+    )
     sim = MovieSimulator(config, n_frames=n_frames, seed=seed)
     resolved = config.updated(simulation={"n_frames": sim.n_frames, "seed": sim.scene.seed})
     meta = sim.metadata()

@@ -1,0 +1,148 @@
+"""Ground truth of a simulated live run, written block by block while the run goes.
+
+A run killed at any point (``kill -9``, a power cut) keeps the ground truth of every whole block
+of frames recorded before the kill, so it can still be scored; a run that ends normally gets the
+rest at the end. The truth comes from the simulated microscope's scene, or is copied from the
+recording a simulated run is replayed from.
+
+``gt/emitters`` carries ``attrs["frames_covered"]``: emitters are complete for frames
+``[0, frames_covered)``. ``gt/skeleton`` and ``gt/structure`` hold one map per whole window of
+recorded frames, as the reconstruction does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from dblink_live.config import GridConfig
+from dblink_live.io.recording import Recording
+from dblink_live.localizations import EmitterTable
+from dblink_live.sim.scene import Scene
+
+__all__ = ["GroundTruthWriter", "copied_truth", "scene_truth"]
+
+log = logging.getLogger(__name__)
+MAP_NAMES = ("gt/skeleton", "gt/structure")
+
+
+class Truth(Protocol):
+    """Where the ground truth comes from."""
+
+    def emitters(self, start: int, stop: int) -> EmitterTable:
+        """Emitters lit in frames ``[start, stop)``."""
+        ...
+
+    def maps(self, first: int, n: int) -> dict[str, np.ndarray] | None:
+        """Maps ``first .. first + n`` as {image name: (n, Y', X')} (None: no maps)."""
+        ...
+
+
+class _SceneTruth:
+    def __init__(self, scene: Scene, grid: GridConfig):
+        self.scene, self.grid = scene, grid
+
+    def emitters(self, start: int, stop: int) -> EmitterTable:
+        return self.scene.emitters(start, stop, fov_only=True)
+
+    def maps(self, first: int, n: int) -> dict[str, np.ndarray] | None:
+        _, skel, struct = self.scene.ground_truth_maps(self.grid, first, n)
+        return {"gt/skeleton": skel, "gt/structure": struct}
+
+
+class _CopiedTruth:
+    def __init__(self, src: Recording, bin_nm: float, window: int):
+        self.src = src
+        self._emitters = src.read_emitters()
+        self._names = []
+        for name in MAP_NAMES:
+            if name not in src.group:
+                continue
+            attrs = src.group[name].attrs
+            same_grid = abs(float(attrs["bin_nm"]) - bin_nm) < 1e-6
+            if same_grid and int(attrs["window_frames"]) == window:
+                self._names.append(name)
+            else:
+                log.info("%s not copied: its grid differs from the reconstruction's", name)
+
+    def emitters(self, start: int, stop: int) -> EmitterTable:
+        e = self._emitters
+        assert e is not None
+        return e.select(np.flatnonzero((e.frame >= start) & (e.frame < stop)))
+
+    def maps(self, first: int, n: int) -> dict[str, np.ndarray] | None:
+        out = {}
+        for name in self._names:
+            arr = self.src.group[name]
+            stop = min(first + n, int(arr.attrs.get("frames_written", arr.shape[0])))
+            if stop - first < n:  # the source has fewer maps: copy none rather than a torn set
+                return None
+            out[name] = np.asarray(arr[first:stop])
+        return out or None
+
+
+def scene_truth(scene: Scene, grid: GridConfig) -> Truth:
+    """Truth simulated from a scene on ``grid`` (its bin and window are the reconstruction's)."""
+    return _SceneTruth(scene, grid)
+
+
+def copied_truth(src: Recording, bin_nm: float, window: int) -> Truth | None:
+    """Truth copied from a simulated recording (None when it holds no ground truth)."""
+    if src.read_emitters() is None:
+        return None
+    return _CopiedTruth(src, bin_nm, window)
+
+
+class GroundTruthWriter:
+    """Append the ground truth of recorded frames to ``rec`` in whole blocks.
+
+    Parameters
+    ----------
+    rec
+        The recording being written (open for writing).
+    truth
+        Where the truth comes from (:func:`scene_truth`, :func:`copied_truth`).
+    bin_nm, window
+        The reconstruction grid's bin (nm) and map window W (frames).
+    block_maps
+        Maps per block: ``block_maps * window`` frames are written at a time during the run.
+    """
+
+    def __init__(
+        self, rec: Recording, truth: Truth, bin_nm: float, window: int, block_maps: int = 64
+    ):
+        self.rec, self.truth = rec, truth
+        self.bin_nm, self.window = float(bin_nm), int(window)
+        self.block_frames = int(block_maps) * self.window
+        self.frames_done = 0  # emitters complete for [0, frames_done)
+        self.maps_done = 0
+
+    def write(self, frames_recorded: int, final: bool = False) -> None:
+        """Write the truth of every whole block within ``frames_recorded`` (all of it when
+        ``final``: the run is over)."""
+        while True:
+            stop = self.frames_done + self.block_frames
+            if stop > frames_recorded:
+                if not final or self.frames_done >= frames_recorded:
+                    return
+                stop = frames_recorded
+            self._write_block(self.frames_done, stop)
+
+    def _write_block(self, start: int, stop: int) -> None:
+        rec = self.rec
+        rec.append_emitters(self.truth.emitters(start, stop))
+        n_maps = stop // self.window - self.maps_done
+        maps = self.truth.maps(self.maps_done, n_maps) if n_maps > 0 else None
+        for name, data in (maps or {}).items():
+            if name not in rec.group:
+                rec.create_image(
+                    name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm,
+                    window_frames=self.window,
+                )  # fmt: skip
+            rec.append_image(name, data)
+        if maps is not None:
+            self.maps_done += n_maps
+        self.frames_done = stop
+        rec.group["gt/emitters"].attrs["frames_covered"] = stop

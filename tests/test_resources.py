@@ -1,0 +1,140 @@
+"""Memory estimates before a run: checked against real peaks, and refusals that say what fits."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dblink_live.cli import main
+from dblink_live.config import RunConfig, save_config
+from dblink_live.errors import DblinkError
+from dblink_live.resources import (
+    USABLE_FRACTION,
+    MemoryNeed,
+    available_memory_bytes,
+    live_bytes_per_bin,
+    offline_bytes_per_bin,
+)
+
+_PEAK = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np, torch
+    from dblink_live.recon.inference import load_recon_model, reconstruct_sequence
+    from dblink_live.recon.streaming import StreamingReconstructor
+    mode, n = sys.argv[1], int(sys.argv[2])
+    torch.set_num_threads(1)
+    m = load_recon_model("recon_filaments", "cpu")
+    rng = np.random.default_rng(0)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if mode == "live":
+        s = StreamingReconstructor(m.model, 4)
+        for _ in range(7):
+            s.push(rng.random((n, n), dtype=np.float32))
+    else:
+        maps = lambda a, b: rng.random((b - a, n, n), dtype=np.float32)
+        for _ in reconstruct_sequence(m.model, maps, 32, 16):
+            pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((peak - base) * 1024)
+    """
+)
+
+
+def _measured_peak(mode: str, n: int) -> float:
+    r = subprocess.run(
+        [sys.executable, "-c", _PEAK, mode, str(n)], capture_output=True, text=True, timeout=240
+    )
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.split()[-1])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["live", "offline"])
+def test_estimates_bound_the_measured_peak_without_overstating_it(mode: str) -> None:
+    """The estimate is an upper bound of the real peak memory (so a run that passes the check
+    does not run out), and not so loose that it refuses runs that would fit (within 2x)."""
+    n = 256
+    measured = _measured_peak(mode, n)
+    if mode == "live":  # the child's part: the probe keeps no display history
+        per_bin = live_bytes_per_bin(8, 4, history_maps=0) - 4.0 * 8
+    else:
+        per_bin = offline_bytes_per_bin(8, 16)
+    estimate = per_bin * n * n
+    assert measured <= estimate <= 2.0 * measured, (measured, estimate)
+
+
+def test_a_need_over_the_free_memory_is_refused_with_what_fits() -> None:
+    avail = available_memory_bytes("cpu")
+    per_bin = 1000.0
+    side = math.isqrt(int(2 * avail / per_bin))  # twice what is free
+    need = MemoryNeed("live reconstruction", (side, side), 40.0, per_bin)
+    assert not need.fits("cpu")
+    with pytest.raises(DblinkError) as err:
+        need.check("cpu", advice="try --roi with at most {px} pixels", pixel_size_nm=160.0)
+    msg = str(err.value)
+    fits = need.largest_square_bins(avail)
+    assert f"{fits:,} x {fits:,} bins" in msg and "is free on cpu" in msg
+    px = int(fits * 40.0 / 160.0)
+    assert f"{px} x {px} camera pixels" in msg and f"at most {px} pixels" in msg
+    assert MemoryNeed("x", (fits, fits), 40.0, per_bin).fits("cpu")  # what it says fits, fits
+    MemoryNeed("x", (64, 64), 40.0, per_bin).check("cpu")  # small: no error
+
+
+def test_simulate_refuses_a_field_too_large_before_writing(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "huge.yaml"
+    save_config(
+        RunConfig().updated(
+            simulation={"camera": {"width_px": 4096, "height_px": 4096, "pixel_size_nm": 1000}}
+        ),
+        cfg,
+    )
+    out = tmp_path / "huge.zarr"
+    assert main(["simulate", "-c", str(cfg), "-n", "20", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "simulating the ground truth on 102,400 x 102,400 bins" in " ".join(err.split())
+    assert not out.exists()
+
+
+def test_reprocess_lowers_its_chunk_to_fit(tmp_path: Path, caplog) -> None:
+    """A grid too large for the default 32 maps a chunk is run with fewer (and says so)."""
+    from dblink_live.recon.inference import load_recon_model
+    from dblink_live.recon.reprocess import _fitting_chunk
+
+    model = load_recon_model("recon_filaments", "cpu")
+    avail = available_memory_bytes("cpu")
+    bins = 1.5 * USABLE_FRACTION * avail / offline_bytes_per_bin(8, 32)
+    side = int(math.sqrt(bins))
+    chunk = _fitting_chunk(model, (side, side), 32, 1, 10)
+    assert chunk in (8, 16)
+    assert MemoryNeed("x", (side, side), 40.0, offline_bytes_per_bin(8, chunk)).fits("cpu")
+    assert "chunk_maps lowered from 32" in caplog.text
+    with pytest.raises(DblinkError, match="offline reconstruction on"):
+        _fitting_chunk(model, (40 * side, 40 * side), 32, 1, 10)
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(240)
+def test_live_on_micromanagers_demo_config_is_refused_with_a_roi_that_fits(
+    tmp_path: Path,
+) -> None:
+    """Micro-Manager's demo config (512 x 512 pixels of 1 um) is a 12,800 x 12,800-bin grid:
+    refused before any recording exists, with the camera region that fits."""
+    mm_test_adapters = pytest.importorskip("mm_test_adapters")
+    adapters = mm_test_adapters.device_adapter_path()
+    out = tmp_path / "mm.zarr"
+    r = subprocess.run(
+        [sys.executable, "-m", "dblink_live.cli", "live", "--adapter-path", adapters,
+         "--mm-config", str(Path(adapters) / "MMConfig_demo.cfg"), "-n", "50", "--headless",
+         "-o", str(out), "--device", "cpu"],
+        capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert "12,800 x 12,800 bins" in err and "live --roi" in err and "Traceback" not in err
+    assert not out.exists()

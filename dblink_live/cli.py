@@ -6,7 +6,6 @@ with status 2; every long command shows a progress bar and ends with a one-line 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import sys
@@ -31,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dblink_live import __version__
-from dblink_live.errors import ConfigError, DblinkError, RecordingError
+from dblink_live.errors import WRITE_ERRNOS, ConfigError, DblinkError, RecordingError
 from dblink_live.io.outputs import check_writable
 
 __all__ = ["app", "main"]
@@ -943,8 +942,15 @@ def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no
             from dblink_live.recon.evaluate import evaluate_recording
 
             scores = evaluate_recording(rec_path)
-    write_live_summary(rec_path, png, js, pipeline.summary, scores)
+    try:
+        write_live_summary(rec_path, png, js, pipeline.summary, scores)
+    except OSError as exc:
+        if status.state is not PipelineState.FAILED and exc.errno not in WRITE_ERRNOS:
+            raise
+        log.warning("the summary was not written (%s)", exc.strerror or exc)
     if status.state is PipelineState.FAILED:
+        if "the run stopped" in (status.error or ""):  # the recorder's own message says it
+            raise DblinkError(str(status.error))
         raise DblinkError(f"the run failed: {status.error} (recorded frames are in {rec_path})")
     score = ""
     if scores:
@@ -1200,14 +1206,6 @@ def view(
     raise typer.Exit(run_viewer(recording=input_path))
 
 
-#: errno values of a write that failed for want of space or permission: one line, exit 2
-_WRITE_ERRNOS = frozenset(
-    getattr(errno, n)
-    for n in ("ENOSPC", "EFBIG", "EDQUOT", "EROFS", "EACCES", "EPERM")
-    if hasattr(errno, n)
-)
-
-
 @contextmanager
 def _stop_signals():  # type: ignore[no-untyped-def]
     """Make SIGTERM (job schedulers, systemd) act like Ctrl-C while a command runs: live runs
@@ -1250,7 +1248,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno not in WRITE_ERRNOS:
             raise
         where = f": {exc.filename}" if exc.filename else ""
         console.print(

@@ -7,7 +7,24 @@ status 2, without a traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DblinkError", "FormatError", "RecordingError", "SimulationError"]
+import errno
+
+__all__ = [
+    "WRITE_ERRNOS",
+    "ConfigError",
+    "DblinkError",
+    "FormatError",
+    "RecordingError",
+    "SimulationError",
+]
+
+#: errno values of a write that failed for want of space or permission (a full disk, a
+#: file-size limit, a read-only file system): reported in one line, never a traceback.
+WRITE_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EFBIG", "EDQUOT", "EROFS", "EACCES", "EPERM")
+    if hasattr(errno, n)
+)
 
 
 class DblinkError(Exception):

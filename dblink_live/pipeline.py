@@ -41,7 +41,7 @@ import torch
 from dblink_live import __version__
 from dblink_live.acquire.ground_truth import GroundTruthWriter, copied_truth, scene_truth
 from dblink_live.config import RunConfig
-from dblink_live.errors import DblinkError
+from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
 from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
@@ -56,7 +56,7 @@ from dblink_live.recon.evidence import (
 )
 from dblink_live.recon.inference import LoadedModel, load_recon_model
 from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
-from dblink_live.resources import MemoryNeed, live_bytes_per_bin
+from dblink_live.resources import LIVE_FIXED_BYTES, MemoryNeed, live_bytes_per_bin
 from dblink_live.sim.scene import grid_shape
 
 __all__ = [
@@ -443,7 +443,7 @@ class Pipeline:
         self.recording.clear_localizations(
             _describe(self.localizer, cfg.localizer, self.calibration)
         )
-        self.recorder = Recorder(self.ring, self.recording).start()
+        self.recorder = Recorder(self.ring, self.recording, on_error=self._recorder_failed).start()
         self._loc_cursor = self.ring.cursor("localizer", start=0)
         if self.model is not None:
             fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
@@ -504,7 +504,7 @@ class Pipeline:
             what = "the live localization display"
             per_bin = 4.0 * (history + 8)
             advice = "raise grid.bin_nm in the config or reconstruct a region (`live --roi`)"
-        need = MemoryNeed(what, grid_shape(fov, bin_nm), bin_nm, per_bin)
+        need = MemoryNeed(what, grid_shape(fov, bin_nm), bin_nm, per_bin, LIVE_FIXED_BYTES)
         need.check(device, advice=advice, pixel_size_nm=px)
 
     def _cleanup_source(self) -> None:
@@ -525,12 +525,36 @@ class Pipeline:
         return run
 
     def _fail(self, exc: BaseException) -> None:
+        """Record the first failure and abort; later ones (often its consequences, such as
+        other writes to the same full disk) are only logged at debug level."""
         msg = str(exc) if isinstance(exc, DblinkError) else f"{type(exc).__name__}: {exc}"
-        log.error("pipeline failed: %s", msg, exc_info=not isinstance(exc, DblinkError))
         with self._lock:
-            if self._error is None:
+            first = self._error is None
+            if first:
                 self._error = msg
+        if first:
+            plain = isinstance(exc, DblinkError) or (
+                isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
+            )
+            log.error("pipeline failed: %s", msg, exc_info=not plain)
+        else:
+            log.debug("after the first failure: %s", msg)
         self.abort()
+
+    def _recorder_failed(self, exc: BaseException) -> None:
+        """The recording cannot be written (disk full...): stop the whole run now, one line."""
+        rec = self.recording
+        n = rec.n_frames if rec is not None else 0
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self._fail(
+            RecordingError(
+                f"writing the recording failed ({why}): the run stopped; {rec.path if rec else ''}"
+                f" holds frames 0-{n - 1} ({n} frames), readable"
+                if n
+                else f"writing the recording failed ({why}): the run stopped before any frame "
+                "was recorded"
+            )
+        )
 
     def _sink(self, frame: np.ndarray, metadata: dict[str, Any]) -> None:
         assert self.ring is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,55 +16,31 @@ from dblink_live.resources import (
     USABLE_FRACTION,
     MemoryNeed,
     available_memory_bytes,
-    live_bytes_per_bin,
     offline_bytes_per_bin,
 )
 
-_PEAK = textwrap.dedent(
-    """
-    import resource, sys
-    import numpy as np, torch
-    from dblink_live.recon.inference import load_recon_model, reconstruct_sequence
-    from dblink_live.recon.streaming import StreamingReconstructor
-    mode, n = sys.argv[1], int(sys.argv[2])
-    torch.set_num_threads(1)
-    m = load_recon_model("recon_filaments", "cpu")
-    rng = np.random.default_rng(0)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if mode == "live":
-        s = StreamingReconstructor(m.model, 4)
-        for _ in range(7):
-            s.push(rng.random((n, n), dtype=np.float32))
-    else:
-        maps = lambda a, b: rng.random((b - a, n, n), dtype=np.float32)
-        for _ in reconstruct_sequence(m.model, maps, 32, 16):
-            pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((peak - base) * 1024)
-    """
-)
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _measured_peak(mode: str, n: int) -> float:
-    r = subprocess.run(
-        [sys.executable, "-c", _PEAK, mode, str(n)], capture_output=True, text=True, timeout=240
-    )
-    assert r.returncode == 0, r.stderr
-    return float(r.stdout.split()[-1])
+def _bench_memory():  # type: ignore[no-untyped-def]
+    """scripts/bench_memory.py, the one place the peaks are measured."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench_memory
+    finally:
+        sys.path.pop(0)
+    return bench_memory
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("mode", ["live", "offline"])
 def test_estimates_bound_the_measured_peak_without_overstating_it(mode: str) -> None:
     """The estimate is an upper bound of the real peak memory (so a run that passes the check
     does not run out), and not so loose that it refuses runs that would fit (within 2x)."""
+    bench = _bench_memory()
     n = 256
-    measured = _measured_peak(mode, n)
-    if mode == "live":  # the child's part: the probe keeps no display history
-        per_bin = live_bytes_per_bin(8, 4, history_maps=0) - 4.0 * 8
-    else:
-        per_bin = offline_bytes_per_bin(8, 16)
-    estimate = per_bin * n * n
+    measured, estimate = bench.measured_peak_bytes(mode, n), bench.estimated_bytes(mode, n)
     assert measured <= estimate <= 2.0 * measured, (measured, estimate)
 
 

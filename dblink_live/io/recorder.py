@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class Recorder:
     Frames are appended in blocks of ``block_frames`` (default: the recording's chunk length,
     so appends write whole chunks) or whatever has arrived every ``flush_s`` seconds, whichever
     comes first.
+
+    A write that fails (a full disk, a file-size limit, a lost network share) stops the
+    recorder at once: ``on_error(exc)`` is called from its thread (the pipeline then stops the
+    run), and :meth:`join` raises it. What was written before stays readable.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class Recorder:
         recording: Recording,
         block_frames: int | None = None,
         flush_s: float = 0.5,
+        on_error: Callable[[BaseException], None] | None = None,
     ):
         self.ring = ring
         self.recording = recording
@@ -45,6 +51,7 @@ class Recorder:
         self.cursor = ring.cursor("recorder", start=ring.frames_put, lossless=True)
         self.frames_written = 0
         self.error: BaseException | None = None
+        self._on_error = on_error
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
     @property
@@ -89,6 +96,8 @@ class Recorder:
                     write()
         except BaseException as exc:  # surfaced by join()
             self.error = exc
+            if self._on_error is not None:
+                self._on_error(exc)
 
     def join(self, timeout: float | None = None) -> int:
         """Wait until the ring is closed and drained; returns frames written."""

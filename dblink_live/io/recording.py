@@ -592,10 +592,19 @@ class Recording:
         return dict(self.group["localizations"].attrs.get("localizer") or {})
 
     def read_localizations(self) -> Localizations:
-        """All complete localization rows (empty table if none)."""
+        """All complete localization rows (empty table if none).
+
+        In a recording of camera frames, rows of frames beyond the recorded ones are left out:
+        after a crash or a full disk the localizer may have stored frames that the recorder
+        never wrote. A recording made from a table (no raw frames) keeps every row.
+        """
         cols = self._read_table("localizations", _LOC_DTYPES)
         if cols is None:
             return Localizations.empty(self.pixel_size_nm, self.n_frames)
+        if "table_frames" not in self.meta:
+            keep = cols["frame"] < self.n_frames
+            if not keep.all():
+                cols = {k: v[keep] for k, v in cols.items()}
         return Localizations(**cols, pixel_size_nm=self.pixel_size_nm, n_frames=self.n_frames)
 
     def append_emitters(self, table: EmitterTable) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from dblink_live.config import LocalizerConfig
 from dblink_live.errors import DblinkError
+from dblink_live.io.outputs import check_writable
 from dblink_live.io.recording import Recording, format_ranges
 from dblink_live.localizations import Localizations, count_maps
 from dblink_live.recon.data import count_maps_torch, map_scale
@@ -31,6 +32,7 @@ from dblink_live.recon.inference import (
     reconstruct_sequence,
 )
 from dblink_live.resources import (
+    OFFLINE_FIXED_BYTES,
     MemoryNeed,
     format_bytes,
     offline_bytes_per_bin,
@@ -361,7 +363,9 @@ def _fitting_chunk(
 
     def need(chunk: int) -> MemoryNeed:
         per_bin = offline_bytes_per_bin(h, chunk, phases)
-        return MemoryNeed("offline reconstruction", shape, model.bin_nm, per_bin)
+        return MemoryNeed(
+            "offline reconstruction", shape, model.bin_nm, per_bin, OFFLINE_FIXED_BYTES
+        )
 
     chunk = chunk_maps
     while chunk > 1 and not need(chunk).fits(device):
@@ -432,6 +436,10 @@ def reprocess(
     """
     input_path = Path(input_path)
     t0 = time.perf_counter()
+    if output is not None and Path(output).resolve() != input_path.resolve():
+        if Path(output).exists() and not overwrite:
+            raise DblinkError(f"{output} already exists; pass --overwrite to replace it")
+        check_writable(output)  # before the work, not after it
     locs, camera_fov, n_frames, interval, rec, missing = _open_localizations(
         input_path, pixel_size_nm, localizer, device, progress
     )

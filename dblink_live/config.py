@@ -627,6 +627,13 @@ class LiveConfig(_Model):
         "(scripts/bench_delay.py)",
     )
     ring_seconds: float = Field(4.0, gt=0, le=3600, description="ring buffer length (s of frames)")
+    latency_budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="how far the live path may fall behind the camera before it skips whole "
+        "maps to catch up (None: the look-ahead, D x W frames, plus 0.5 s); the recorder "
+        "still writes every frame and `reprocess` fills the skipped maps in",
+    )
     queue_blocks: int = Field(8, ge=1, le=10_000, description="localized blocks buffered")
     recon_worker: Literal["auto", "thread", "process"] = Field(
         "auto",

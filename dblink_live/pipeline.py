@@ -200,6 +200,9 @@ class Pipeline:
         self._frames_localized = 0
         self._busy = {"localizer": 0.0, "reconstruction": 0.0}  # seconds of work per worker
         self._dropped = 0
+        self._skipped_maps: list[int] = []  # maps skipped whole to keep within the budget
+        self.latency_budget_s = float("inf")  # set when the run starts (see _set_latency_budget)
+        self._budget_frames = self._max_wait_frames = float("inf")
         self._maps_in = 0
         self._outputs = 0
         self._last_output_end = 0  # first frame after the newest output's window
@@ -350,6 +353,7 @@ class Pipeline:
             lag_frames=max(0, frames_in - last_end) if outputs else frames_in,
             lag_s=float(lat[len(lat) // 2]) if lat else 0.0,
             dropped_frames=self._dropped,
+            skipped_maps=len(self._skipped_maps),
             bad_frames=ring.bad_frames if ring is not None else 0,
             recorder_lost=rec.lost_frames if rec is not None else 0,
             recorder_backlog=rec.backlog if rec is not None else 0,
@@ -466,7 +470,7 @@ class Pipeline:
                 mode = "process" if self.model.device.type == "cpu" else "thread"
             if mode == "process":
                 self.streamer = ProcessStreamingReconstructor(
-                    self.model.model, self.delay_maps, threads=1
+                    self.model.model, self.delay_maps, threads=1, max_pending=2
                 )
             else:
                 self.streamer = StreamingReconstructor(self.model.model, self.delay_maps)
@@ -480,6 +484,7 @@ class Pipeline:
             if self._window_warning:
                 log.warning(self._window_warning)
         self._gt_writer = self._truth_writer()
+        self._set_latency_budget(getattr(src, "arrival_interval_s", interval))
         with self._lock:
             self._results = replace(
                 self._results, pixel_size_nm=px, bin_nm=self.bin_nm, window_frames=w
@@ -620,8 +625,27 @@ class Pipeline:
             self._put(_Block(first, len(frames), locs, lost_pending, arrival))
             lost_pending = []
 
+        w = self.window
         while not self._abort.is_set():
-            batch = cur.get(max_frames=batch_n, timeout=0.1)
+            take = batch_n
+            # too far behind the camera while it runs: skip whole maps, one at each map
+            # boundary, until back within the budget (so skips interleave evenly with work)
+            if self._behind(cur):
+                to_boundary = (-cur.next_frame) % w
+                if to_boundary == 0:
+                    a, b = cur.skip(w)
+                    if b > a:
+                        self._dropped += b - a
+                        if b - a == w:
+                            self._skipped_maps.append(a // w)
+                        if held is not None:  # its next frame is skipped: no context
+                            emit(held[0], held[1][None], [held[2]], None)
+                            held = None
+                        before = None
+                        lost_pending = [*lost_pending, (a, b)]
+                    continue
+                take = min(batch_n, to_boundary)
+            batch = cur.get(max_frames=take, timeout=0.1)
             if batch is None:
                 if self.ring.closed and cur.available() <= 0:
                     break
@@ -649,8 +673,50 @@ class Pipeline:
                 emit(first, frames, arrival, None)
         if held is not None and not self._abort.is_set():
             emit(held[0], held[1][None], [held[2]], None)
+        if lost_pending and not self._abort.is_set():  # skipped at the very end: say so
+            shape = self.ring.frame_shape
+            emit(cur.next_frame, np.empty((0, *shape), self.ring.dtype), [], None)
         write_locs()
         self._put(_END)
+
+    def _set_latency_budget(self, arrival_s: float | None) -> None:
+        """The latency budget: the look-ahead D x W frames (a floor) plus slack, for frames
+        arriving every ``arrival_s`` (None: an unpaced source, no budget). Half the slack may
+        be spent waiting for the localizer; that allowance then adapts to the latency measured
+        on each output (lower while outputs come later than the budget, higher while they come
+        in time), so that skipped maps spread evenly."""
+        w = self.window
+        if not arrival_s:
+            self.latency_budget_s = float("inf")
+            self._max_wait_frames = self._budget_frames = float("inf")
+            return
+        lookahead_s = self.delay_maps * w * arrival_s
+        budget_s = self.config.live.latency_budget_s
+        if budget_s is None:
+            budget_s = lookahead_s + 0.5
+        self.latency_budget_s = float(budget_s)
+        slack_s = max(budget_s - lookahead_s, 2 * w * arrival_s)
+        self._max_wait_frames = max(float(w), 0.5 * slack_s / arrival_s)
+        self._budget_frames = self._max_wait_frames
+
+    def _behind(self, cur: Any) -> bool:
+        """Whether the live path is further behind the camera than the latency budget allows
+        (while the camera runs; a draining run processes everything): frames waiting for the
+        localizer, or the newest reconstruction further behind the newest frame than the
+        look-ahead (D + 1 maps) plus the slack."""
+        if self.ring is None or self.ring.closed:
+            return False
+        if self._max_wait_frames >= self.ring.capacity:  # a budget longer than the ring: off
+            return False
+        # the localizer or, when its queue is full, the reconstruction cannot keep up
+        return cur.available() > self._budget_frames or self._queue.full()
+
+    def _adapt_budget(self, latency_s: float) -> None:
+        """Steer the frames allowed to wait by the latency of the output just made."""
+        if latency_s > self.latency_budget_s:
+            self._budget_frames = max(0.0, 0.85 * self._budget_frames - 1.0)
+        else:
+            self._budget_frames = min(self._max_wait_frames, 1.05 * self._budget_frames + 1.0)
 
     def _put(self, item: object) -> None:
         while not self._abort.is_set():
@@ -674,6 +740,8 @@ class Pipeline:
         # unscaled counts and localized frames of recent maps: the evidence for the confidence
         evidence_maps: dict[int, tuple[np.ndarray, int]] = {}
         keep_maps = 2 * EVIDENCE_CONTEXT_MAPS + self.delay_maps + 2
+        skipped: deque[int] = deque()  # maps with no localized frame: not reconstructed
+        next_written = [0]  # the next map index the recording's images get
 
         def finish_map(k: int) -> None:
             nonlocal total_locs, total_frames
@@ -681,6 +749,14 @@ class Pipeline:
             if counts is None:
                 counts = np.zeros((ny, nx), np.float32)
             valid = w - dropped.pop(k, 0)
+            if valid <= 0:  # skipped whole (latency budget) or lost: nothing to reconstruct
+                skipped.append(k)
+                with self._lock:
+                    self._maps_in += 1
+                if self.model is not None:  # time moves on: earlier maps may be due now
+                    for out in self.streamer.advance(k):
+                        deliver(out)
+                return
             total_locs += float(counts.sum())
             total_frames += valid
             evidence_maps[k] = (counts, valid)
@@ -695,18 +771,34 @@ class Pipeline:
                 return
             area = self._area_um2()
             rate = total_locs / max(total_frames, 1) / area
-            for out in self._push_map(counts / map_scale(rate, w, self.bin_nm)):
-                deliver(out, arrival_end.pop(out[0], None))
+            for out in self.streamer.push(counts / map_scale(rate, w, self.bin_nm), k):
+                deliver(out)
 
-        def deliver(out: tuple[int, np.ndarray, np.ndarray | None], t_arr: float | None) -> None:
+        def placeholders(until: int) -> None:
+            """Empty maps, confidence 0, for the skipped maps before map ``until``: the
+            recording's images stay indexed by map."""
+            while skipped and skipped[0] < until:
+                k = skipped.popleft()
+                if k >= next_written[0]:
+                    blank = np.zeros((ny, nx), np.float32)
+                    has_conf = bool(self.model and self.model.model.architecture["confidence"])
+                    pending_out.append((k, blank, blank if has_conf else None))
+                    next_written[0] = k + 1
+
+        def deliver(out: tuple[int, np.ndarray, np.ndarray | None]) -> None:
             nonlocal last_flush
             idx, rec, conf = out
+            t_arr = arrival_end.pop(idx, None)
+            placeholders(idx)
+            next_written[0] = idx + 1
             if conf is not None:
                 conf = self._tempered(idx, rec, conf, evidence_maps, total_locs, total_frames)
-                out = (idx, rec, conf)
+            out = (idx, rec, conf)
             if t_arr is not None:
+                latency = time.monotonic() - t_arr
                 with self._stats_lock:
-                    self._latencies.append(time.monotonic() - t_arr)
+                    self._latencies.append(latency)
+                self._adapt_budget(latency)
             pending_out.append(out)
             self._map_rate.add(1)
             with self._lock:
@@ -740,7 +832,7 @@ class Pipeline:
                     break
                 if isinstance(self.streamer, ProcessStreamingReconstructor):
                     for out in self.streamer.poll():
-                        deliver(out, arrival_end.pop(out[0], None))
+                        deliver(out)
                 continue
             if item is _END:
                 break
@@ -770,7 +862,8 @@ class Pipeline:
             self._busy["reconstruction"] += time.perf_counter() - t_start
         if self.model is not None and not self._abort.is_set():
             for out in self.streamer.flush():
-                deliver(out, arrival_end.pop(out[0], None))
+                deliver(out)
+            placeholders(next_map)
         flush()
 
     def _tempered(
@@ -799,11 +892,10 @@ class Pipeline:
             out = out * np.float32(factor)
         return out
 
-    def _push_map(self, m: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        if isinstance(self.streamer, ProcessStreamingReconstructor):
-            return self.streamer.push(m)
-        out = self.streamer.push(m)
-        return [] if out is None else [out]
+    def _push_map(
+        self, m: np.ndarray, index: int
+    ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        return self.streamer.push(m, index)
 
     def _close_streamer(self) -> None:
         if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
@@ -862,6 +954,10 @@ class Pipeline:
                 update={"window_frames": self.window, "bin_nm": self.bin_nm}
             )
             truth = scene_truth(sim.scene, grid)
+            # maps cost the live path CPU: drawn at the end (evaluate redraws them after a kill)
+            return GroundTruthWriter(
+                rec, truth, self.bin_nm, self.window, GT_BLOCK_MAPS, maps_during_run=False
+            )
         else:
             src = getattr(self.source, "recording", None)
             truth = copied_truth(src, self.bin_nm, self.window) if src is not None else None
@@ -886,6 +982,10 @@ class Pipeline:
             "frames_recorded": st.frames_recorded,
             "frames_localized": st.frames_localized,
             "dropped_frames": st.dropped_frames,
+            "skipped_maps": st.skipped_maps,
+            "latency_budget_s": (
+                round(self.latency_budget_s, 3) if np.isfinite(self.latency_budget_s) else None
+            ),
             "bad_frames": st.bad_frames,
             "recorder_lost": st.recorder_lost,
             "recorder_max_backlog": self.recorder.cursor.max_backlog if self.recorder else 0,
@@ -904,6 +1004,9 @@ class Pipeline:
         if self.recording is not None:
             extra = {"camera": self._camera_meta} if self._camera_meta else {}
             self.recording.update_meta(live_summary=self.summary, **extra)
+            for name in ("reconstruction", "confidence"):
+                if name in self.recording.group:
+                    self.recording.group[name].attrs["skipped_maps"] = sorted(self._skipped_maps)
             report = getattr(self.localizer, "report", None)
             if report:
                 self.recording.update_localization_info(yield_check=report)
@@ -953,7 +1056,13 @@ class Pipeline:
 
     def _warnings(self, density: float) -> list[str]:
         out = []
-        if self._dropped:
+        if self._skipped_maps:
+            out.append(
+                f"{len(self._skipped_maps)} maps skipped to stay within "
+                f"{self.latency_budget_s:.1f} s of the camera (their frames are in the recording; "
+                "`reprocess` reconstructs them)"
+            )
+        if self._dropped > len(self._skipped_maps) * self.window:
             out.append(
                 f"{self._dropped} frames dropped by the live path (all are in the recording)"
             )

@@ -52,6 +52,9 @@ class PipelineStatus:
     dropped_frames
         Frames the live path (localizer) had to skip because it fell behind (the recording still
         has them).
+    skipped_maps
+        Whole maps (W frames each, among ``dropped_frames``) skipped to keep the latency within
+        the budget; they are stored as empty maps with confidence 0 (``reprocess`` fills them).
     bad_frames
         Frames rejected by the ring (wrong shape or dtype).
     recorder_lost
@@ -85,6 +88,7 @@ class PipelineStatus:
     lag_frames: int = 0
     lag_s: float = 0.0
     dropped_frames: int = 0
+    skipped_maps: int = 0
     bad_frames: int = 0
     recorder_lost: int = 0
     recorder_backlog: int = 0
@@ -104,7 +108,8 @@ class PipelineStatus:
             f"localized {self.frames_localized} ({self.localizer_fps:.0f}/s)",
             f"recon {self.outputs} ({self.maps_per_s:.1f}/s)",
             f"lag {self.lag_frames} fr / {self.lag_s:.2f} s",
-            f"dropped {self.dropped_frames}",
+            f"dropped {self.dropped_frames}"
+            + (f" (skipped {self.skipped_maps} maps)" if self.skipped_maps else ""),
             f"{self.density_per_um2:.2f} loc/um2/frame",
             self.device,
         ]

@@ -7,11 +7,18 @@ arrival to the reconstruction that covers it being available (p50/p99), time spe
 acquisition hook per frame (p50/p99/max), worker busy time, and the process memory (RSS) sampled
 over the run. The highest rate with zero drops is reported per model.
 
+``--load N`` runs N CPU-burning processes beside the pipeline (a busy shared machine) and
+``--budget`` compares the latency budget (the default: look-ahead + 0.5 s, whole maps skipped
+evenly to keep within it) with ``off`` (no budget: the backlog grows until the ring overruns),
+side by side: latency p50/p99, maps skipped, frames dropped.
+
 Usage::
 
     python scripts/bench_live.py -o bench_live.json                 # 64x64 camera, CPU
     python scripts/bench_live.py --rates 100 200 --frames 2000 --weights recon_filaments
     python scripts/bench_live.py --size 256 --device cuda --rates 100 200   # on a GPU
+    python scripts/bench_live.py --rates 100 --frames 3000 --weights recon_filaments_live \
+        --load 0 1 --budget default off -o bench_live_load.json
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +48,35 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@contextmanager
+def competing_load(n: int):  # type: ignore[no-untyped-def]
+    """``n`` processes that burn a CPU core each while the block runs."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def run_once(
-    weights: str, rate: float, frames: int, size: int, device: str, delay: int, workdir: Path
+    weights: str,
+    rate: float,
+    frames: int,
+    size: int,
+    device: str,
+    delay: int,
+    workdir: Path,
+    budget: str = "default",
+    load: int = 0,
 ) -> dict:
-    cfg = RunConfig().updated(simulation={"camera": {"width_px": size, "height_px": size}})
-    out = workdir / f"bench_{weights}_{rate:g}.zarr"
+    live = {} if budget == "default" else {"latency_budget_s": 3600.0 if budget == "off" else
+                                           float(budget)}  # fmt: skip
+    cfg = RunConfig().updated(
+        simulation={"camera": {"width_px": size, "height_px": size}}, live=live
+    )
+    out = workdir / f"bench_{weights}_{rate:g}_{budget}_{load}.zarr"
     pipe = demo_pipeline(
         out,
         n_frames=frames,
@@ -78,7 +112,8 @@ def run_once(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     t0 = time.perf_counter()
-    status = pipe.run()
+    with competing_load(load):
+        status = pipe.run()
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
@@ -87,6 +122,10 @@ def run_once(
     return {
         "weights": weights,
         "rate_hz": rate,
+        "latency_budget": budget,
+        "latency_budget_s": pipe.summary.get("latency_budget_s"),
+        "competing_processes": load,
+        "skipped_maps": status.skipped_maps,
         "frames": frames,
         "state": status.state.value,
         "error": status.error,
@@ -126,27 +165,34 @@ def main() -> None:
     ap.add_argument("--delay-maps", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--load", nargs="+", type=int, default=[0], help="CPU-burning processes")
+    ap.add_argument("--budget", nargs="+", default=["default"],
+                    help="latency budget: default, off, or seconds")  # fmt: skip
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for w in args.weights:
-            for rate in args.rates:
-                r = run_once(
-                    w, rate, args.frames, args.size, args.device, args.delay_maps, Path(tmp)
-                )
-                runs.append(r)
-                print(
-                    f"{w:22s} {rate:6.0f} Hz: dropped {r['dropped_frames']:5d}, recorder lost "
-                    f"{r['recorder_lost']}, latency p50 {r['latency_s']['p50']:.2f} s p99 "
-                    f"{r['latency_s']['p99']:.2f} s, hook p99 {r['hook_ms']['p99']:.3f} ms, "
-                    f"RSS max {r['rss_mb']['max']:.0f} MB, busy {r['busy_s']}",
-                    flush=True,
-                )
+        cases = [(w, rate, b, n) for w in args.weights for rate in args.rates
+                 for n in args.load for b in args.budget]  # fmt: skip
+        for w, rate, budget, load in cases:
+            r = run_once(
+                    w, rate, args.frames, args.size, args.device, args.delay_maps, Path(tmp),
+                    budget, load,
+                )  # fmt: skip
+            runs.append(r)
+            print(
+                f"{w:22s} {rate:6.0f} Hz budget {budget:7s} load {load}: skipped "
+                f"{r['skipped_maps']:4d} maps, "
+                f"dropped {r['dropped_frames']:5d}, recorder lost "
+                f"{r['recorder_lost']}, latency p50 {r['latency_s']['p50']:.2f} s p99 "
+                f"{r['latency_s']['p99']:.2f} s, hook p99 {r['hook_ms']['p99']:.3f} ms, "
+                f"RSS max {r['rss_mb']['max']:.0f} MB, busy {r['busy_s']}",
+                flush=True,
+            )
     best = {
-        w: max((r["rate_hz"] for r in runs if r["weights"] == w and r["dropped_frames"] == 0),
-               default=None)
+        w: max((r["rate_hz"] for r in runs if r["weights"] == w and r["dropped_frames"] == 0
+                and r["competing_processes"] == 0), default=None)
         for w in args.weights
     }  # fmt: skip
     for w, b in best.items():

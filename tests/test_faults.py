@@ -29,6 +29,12 @@ from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 
 W = 10
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+try:  # the invariants live with the stress variant, one definition for both
+    from stress_faults import check_recording
+finally:
+    sys.path.pop(0)
 _FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -70,29 +76,6 @@ def _wait_for(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-
     while not cond():
         assert time.monotonic() < deadline, "timed out waiting for the run"
         time.sleep(0.1)
-
-
-def check_recording(path: Path) -> Recording:
-    """The invariants of a recording after a fault (see the module docstring)."""
-    rec = Recording.open(path)
-    n = rec.n_frames
-    assert rec.read_frames(0, n).shape[0] == n  # every counted frame reads back
-    assert rec.unreadable_frames() == []
-    if "localizations" in rec.group:
-        locs = rec.read_localizations()
-        assert len(locs) == 0 or int(locs.frame.max()) < n
-        got = rec.read_image("confidence")
-        if got is not None:
-            conf, attrs = got
-            stride, w = int(attrs["stride_frames"]), int(attrs["window_frames"])
-            localized = np.zeros(n, bool)
-            for a, b in rec.group["localizations"].attrs.get("localized_frames") or []:
-                localized[a:b] = True
-            for k in range(len(conf)):
-                window = localized[k * stride : k * stride + w]
-                if not window.any():  # nothing localized under it: nothing to trust
-                    assert conf[k].max() == 0, f"map {k} has confidence without input"
-    return rec
 
 
 # ------------------------------------------------------------------------------ signals

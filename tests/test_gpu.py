@@ -81,8 +81,7 @@ def test_streaming_on_the_device_equals_the_offline_look_ahead(exact_float32) ->
     stream = StreamingReconstructor(model, 4)
     got = {}
     for m in maps:
-        out = stream.push(m)
-        if out is not None:
+        for out in stream.push(m):
             got[out[0]] = out[1]
     for i, rec, _ in stream.flush():
         got[i] = rec

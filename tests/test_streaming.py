@@ -25,15 +25,61 @@ def test_streaming_equals_offline_with_the_same_lookahead(model: ConvBiLSTM, del
     for t, m in enumerate(maps):
         got = stream.push(m)
         if t < delay:
-            assert got is None
+            assert got == []
         else:
-            assert got is not None and got[0] == t - delay
-            outs.append(got)
+            assert [o[0] for o in got] == [t - delay]
+            outs += got
     outs += stream.flush()
     assert [o[0] for o in outs] == list(range(9))
     rec, conf = reconstruct_with_lookahead(model, maps, delay)
     assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
     assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+
+
+def test_after_skipped_maps_the_lookahead_is_kept_in_time(model: ConvBiLSTM) -> None:
+    """Maps numbered with gaps (the live path skipped some): map i is output once map i + D
+    (or later) has arrived, with the maps that did arrive as its look-ahead."""
+    delay = 3
+    maps = np.random.default_rng(5).random((12, 16, 16)).astype(np.float32)
+    numbers = [0, 1, 2, 5, 6, 9, 10, 11]  # 3-4 and 7-8 were skipped
+    stream = StreamingReconstructor(model, delay)
+    due = {}
+    for i in numbers:
+        for o in stream.push(maps[i], i):
+            due[o[0]] = i
+            outs = o
+    assert due == {0: 5, 1: 5, 2: 5, 5: 9, 6: 9}  # never later than D maps of camera time
+    assert outs[0] == 6
+    rest = stream.flush()
+    assert [o[0] for o in rest] == [9, 10, 11]
+    # map 6's output used maps 6 and 9 (what arrived within its look-ahead): the offline
+    # look-ahead over those maps, with the forward state of the maps pushed before it
+    seq = maps[numbers]
+    ref, _ = reconstruct_with_lookahead(model, seq, 1)
+    assert np.allclose(outs[1], ref[numbers.index(6)], atol=1e-5)
+    with pytest.raises(ValueError, match="arrived after"):
+        stream.push(maps[0], 3)
+
+
+def test_a_skipped_map_advances_time_and_releases_due_outputs(model: ConvBiLSTM) -> None:
+    from dblink_live.recon.streaming import ProcessStreamingReconstructor
+
+    maps = np.random.default_rng(6).random((4, 16, 16)).astype(np.float32)
+    local = StreamingReconstructor(model, 2)
+    child = ProcessStreamingReconstructor(model, 2, max_pending=2)
+    got_local, got_child = [], []
+    for i in (0, 1):
+        got_local += local.push(maps[i], i)
+        got_child += child.push(maps[i], i)
+    got_local += local.advance(2)  # map 2 skipped: map 0 is due (2 maps of time later)
+    got_child += child.advance(2)
+    got_local += local.advance(3)
+    got_child += child.advance(3)
+    got_child += child.flush()
+    assert [o[0] for o in got_local] == [0, 1]
+    assert [o[0] for o in got_child] == [0, 1]
+    for a, b in zip(got_local, got_child, strict=True):
+        assert np.allclose(a[1], b[1], atol=1e-5)
 
 
 def test_full_lookahead_equals_the_bidirectional_pass(model: ConvBiLSTM) -> None:

@@ -29,6 +29,9 @@ class FrameSource(Protocol):
         Nominal time between frames.
     camera : dict
         Calibration metadata stored in the recording (see ``CameraCalibration.from_camera``).
+    arrival_interval_s : float or None, optional
+        Seconds between frames as they arrive when that differs from ``frame_interval_s`` (a
+        replay at another speed); None for an unpaced source, which has no latency to bound.
     """
 
     frame_shape: tuple[int, int]

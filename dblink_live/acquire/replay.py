@@ -45,6 +45,11 @@ class ReplaySource:
         self.block_frames = int(block_frames)
 
     @property
+    def arrival_interval_s(self) -> float | None:
+        """Seconds between frames as they are sent (None: unpaced, as fast as taken)."""
+        return self.frame_interval_s / self.speed if self.speed > 0 else None
+
+    @property
     def n_frames(self) -> int:
         return self.recording.n_frames
 

@@ -283,6 +283,15 @@ class RingCursor:
         """Frames waiting for this consumer (including ones already overwritten)."""
         return self.ring.frames_put - self.next_frame
 
+    def skip(self, n: int) -> tuple[int, int]:
+        """Pass over the next ``n`` frames (at most those that have arrived) without reading
+        them; returns the ``[start, stop)`` range skipped. Lossy cursors only."""
+        if self.lossless:
+            raise ValueError(f"cursor {self.name!r} is lossless: it cannot skip frames")
+        start = self.next_frame
+        self.next_frame = min(start + max(0, int(n)), self.ring.frames_put)
+        return start, self.next_frame
+
     def get(self, max_frames: int | None = None, timeout: float | None = None) -> FrameBatch | None:
         """Read the next frames (at most ``max_frames``), waiting up to ``timeout`` s for one.
 

@@ -26,7 +26,13 @@ __all__ = [
 
 
 class StreamingReconstructor:
-    """Push normalized maps (Y, X); get (index, reconstruction, confidence) D maps later.
+    """Push normalized maps (Y, X); get ``(index, reconstruction, confidence)`` D maps later.
+
+    Maps are numbered (``index``; by default 0, 1, 2, ...). When the live path skips maps to
+    keep up (see the pipeline's latency budget) the numbers have gaps, and the look-ahead is
+    kept in *time*: the output for map i is made as soon as a map numbered i + D or later has
+    arrived, with whatever maps arrived between them (fewer than D after a gap). With
+    consecutive numbers this is exactly the fixed look-ahead of D maps.
 
     Parameters
     ----------
@@ -43,34 +49,52 @@ class StreamingReconstructor:
         self.delay = int(delay_maps)
         self._device = next(model.parameters()).device
         self._state: State | None = None
-        self._maps: deque[torch.Tensor] = deque(maxlen=self.delay + 1)
-        self._fw: deque[torch.Tensor] = deque(maxlen=self.delay + 1)
+        # the maps not output yet and those after them: at most D + 1 (numbers increase)
+        self._maps: deque[torch.Tensor] = deque()
+        self._fw: deque[torch.Tensor] = deque()
+        self._index: deque[int] = deque()
         self._next_in = 0
-        self._next_out = 0
 
     @torch.no_grad()
     def push(
-        self, counts_map: np.ndarray | torch.Tensor
-    ) -> tuple[int, np.ndarray, np.ndarray | None] | None:
-        """Add map t; returns the output for map t - D once it exists (else None)."""
+        self, counts_map: np.ndarray | torch.Tensor, index: int | None = None
+    ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Add map ``index`` (default: the one after the last); returns the outputs that are
+        now due (maps ``index - D`` and older), oldest first (often none or one)."""
+        idx = self._next_in if index is None else int(index)
+        if idx < self._next_in:
+            raise ValueError(f"map {idx} arrived after map {self._next_in - 1}")
         x = torch.as_tensor(counts_map, dtype=torch.float32, device=self._device)[None, None, None]
         fw, self._state = self.model.run_direction(x, "forward", self._state)
         self._maps.append(x[0, 0])
         self._fw.append(fw[0, 0])
-        self._next_in += 1
-        if self._next_in - self._next_out <= self.delay:
-            return None
-        return self._emit(len(self._maps))
+        self._index.append(idx)
+        self._next_in = idx + 1
+        outs = []
+        while self._index and idx - self._index[0] >= self.delay:
+            outs.append(self._emit())
+        return outs
 
-    def _emit(self, lookahead_plus_one: int) -> tuple[int, np.ndarray, np.ndarray | None]:
-        maps = list(self._maps)[-lookahead_plus_one:]
-        # backward from the newest buffered map down to the one being output, zero state
-        seq = torch.stack(maps[::-1])[None]  # (1, n, 1, Y, X), newest first
+    @torch.no_grad()
+    def advance(self, index: int) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Map ``index`` was skipped (no map to push), but time has reached it: the outputs
+        now due (maps ``index - D`` and older) are made with the look-ahead that arrived."""
+        if index < self._next_in:
+            raise ValueError(f"map {index} is before map {self._next_in - 1}")
+        self._next_in = int(index) + 1
+        outs = []
+        while self._index and index - self._index[0] >= self.delay:
+            outs.append(self._emit())
+        return outs
+
+    def _emit(self) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """Output the oldest buffered map, with every newer buffered map as look-ahead."""
+        seq = torch.stack(list(self._maps)[::-1])[None]  # (1, n, 1, Y, X), newest first
         bw, _ = self.model.run_direction(seq, "backward")
-        target_fw = list(self._fw)[-lookahead_plus_one]
+        target_fw = self._fw.popleft()
+        self._maps.popleft()
+        idx = self._index.popleft()
         logit, conf = self.model.decode(target_fw[None, None], bw[:, -1:])
-        idx = self._next_out
-        self._next_out += 1
         rec = torch.sigmoid(logit[0, 0]).cpu().numpy()
         cf = torch.sigmoid(conf[0, 0]).cpu().numpy() if conf is not None else None
         return idx, rec, cf
@@ -79,9 +103,8 @@ class StreamingReconstructor:
     def flush(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         """Outputs for the last maps (their look-ahead shrinks at the end of the recording)."""
         out = []
-        while self._next_out < self._next_in:
-            remaining = self._next_in - self._next_out
-            out.append(self._emit(remaining))
+        while self._index:
+            out.append(self._emit())
         return out
 
 
@@ -137,8 +160,11 @@ def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - chil
             if item is None:
                 outbox.send(("done", streamer.flush()))
                 return
-            out = streamer.push(item)
-            outbox.send(("out", out))
+            index, counts = item
+            if counts is None:
+                outbox.send(("out", streamer.advance(index)))
+            else:
+                outbox.send(("out", streamer.push(counts, index)))
     except (EOFError, ConnectionError):  # the parent closed the pipe or is gone: nothing to tell
         return
     except BaseException as exc:
@@ -153,7 +179,8 @@ class ProcessStreamingReconstructor:
     The child is ``python -m dblink_live.recon.streaming`` talking over two pipes (so no user
     script is re-imported, as ``multiprocessing``'s spawn would do); a reader thread drains its
     replies. :meth:`push` hands a map over and returns the outputs that have come back so far
-    (possibly none); :meth:`poll` collects more; :meth:`flush` ends the stream and returns the
+    (a list, possibly empty, as :meth:`StreamingReconstructor.push` returns); :meth:`poll`
+    collects more; :meth:`flush` ends the stream and returns the
     rest. POSIX only (the pipeline uses a thread elsewhere).
 
     Parameters
@@ -233,8 +260,7 @@ class ProcessStreamingReconstructor:
 
     def _take(self, item: tuple, outs: list) -> None:
         self._pending -= 1
-        if item[1] is not None:
-            outs.append(item[1])
+        outs.extend(item[1])
 
     def poll(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         """Outputs that have arrived (non-blocking)."""
@@ -248,12 +274,26 @@ class ProcessStreamingReconstructor:
                 return outs
             self._take(item, outs)
 
-    def push(self, counts_map: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """Send map t (waits while ``max_pending`` maps are in flight); returns ready outputs."""
+    def push(
+        self, counts_map: np.ndarray, index: int | None = None
+    ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Send map ``index`` (default: the one after the last; see
+        :class:`StreamingReconstructor`), waiting while ``max_pending`` maps are in flight;
+        returns the outputs that have come back so far (possibly none)."""
         outs = self.poll()
         while self._pending >= self._max_pending:
             self._take(self._next(600.0), outs)
-        self._send.send(np.ascontiguousarray(counts_map, dtype=np.float32))
+        self._send.send((index, np.ascontiguousarray(counts_map, dtype=np.float32)))
+        self._pending += 1
+        return outs + self.poll()
+
+    def advance(self, index: int) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Map ``index`` was skipped: see :meth:`StreamingReconstructor.advance` (the outputs it
+        makes come back through :meth:`poll` and later calls)."""
+        outs = self.poll()
+        while self._pending >= self._max_pending:
+            self._take(self._next(600.0), outs)
+        self._send.send((int(index), None))
         self._pending += 1
         return outs + self.poll()
 

@@ -133,6 +133,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the child")
 def test_kill_9_keeps_frames_and_ground_truth_and_the_child_ends_quietly(tmp_path: Path) -> None:
+    """A demo killed with SIGKILL: its frames and the true emitters of whole blocks survive,
+    the orphaned reconstruction child ends without a word, and the recording can be scored
+    and reprocessed."""
     out = tmp_path / "killed.zarr"
     cfg = _small_config(tmp_path)
     proc = _start(["demo", "-n", "6000", "-c", str(cfg), "-o", str(out), "--headless",
@@ -161,8 +164,14 @@ def test_kill_9_keeps_frames_and_ground_truth_and_the_child_ends_quietly(tmp_pat
     rec = check_recording(out)
     covered = int(rec.group["gt/emitters"].attrs["frames_covered"])
     assert 0 < covered <= rec.n_frames
-    assert rec.read_image("gt/skeleton")[0].shape[0] == covered // W
     assert int(rec.read_emitters().frame.max()) < covered
+    # the maps are drawn at the end of a run (they cost the live path CPU): evaluate redraws
+    # them from the stored simulation, checked against the emitters the run kept
+    assert rec.read_image("gt/skeleton") is None
+    if rec.read_image("reconstruction") is not None and len(rec.read_image("reconstruction")[0]):
+        report = tmp_path / "killed_eval.json"
+        assert main(["evaluate", str(out), "-o", str(report), "--figure",
+                     str(tmp_path / "killed_eval.png")]) == 0  # fmt: skip
     # a killed run's recording is reprocessed from what it holds, frames never localized first
     r = subprocess.run([*_cmd(), "reprocess", str(out), "--device", "cpu", "--overwrite", "-q"],
                        capture_output=True, text=True, timeout=240)  # fmt: skip

@@ -73,31 +73,49 @@ def _scores(pred_bin: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
 
 
 def _truth_on_grid(
-    rec: Recording, stored: tuple[np.ndarray, dict[str, Any]], bin_nm: float, w: int
+    rec: Recording, stored: tuple[np.ndarray, dict[str, Any]] | None, bin_nm: float, w: int
 ) -> tuple[tuple[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
-    """Ground truth (skeleton, structure) redrawn from the stored simulation on another grid.
+    """Ground truth (skeleton, structure) redrawn from the stored simulation on another grid,
+    or when the maps were never stored (``stored`` None: a run killed before they were drawn).
 
     The scene is rebuilt from the recording's config and seed; it must redraw the stored
-    ground-truth map 0 exactly, else the recording cannot be trusted for this and it says so.
+    ground-truth map 0 exactly (or, without stored maps, the stored true emitters of the first
+    frames), else the recording cannot be trusted for this and it says so.
     """
     from dblink_live.config import config_from_dict
     from dblink_live.sim.scene import Scene
 
-    data, attrs = stored
-    where = (
-        f"{rec.path}: its ground truth is on a {attrs['bin_nm']:g} nm grid at "
-        f"W={attrs['window_frames']}, the reconstruction on {bin_nm:g} nm at W={w}"
-    )
+    if stored is None:
+        where = f"{rec.path}: its ground-truth maps were never drawn (the run was killed)"
+    else:
+        attrs = stored[1]
+        where = (
+            f"{rec.path}: its ground truth is on a {attrs['bin_nm']:g} nm grid at "
+            f"W={attrs['window_frames']}, the reconstruction on {bin_nm:g} nm at W={w}"
+        )
     if not rec.meta.get("simulated") or rec.config is None:
         raise DblinkError(f"{where}, and the simulation cannot be redrawn; simulate with that W")
     cfg = config_from_dict(rec.config)
-    seed = (rec.meta.get("simulation") or {}).get("seed", cfg.simulation.seed)
-    scene = Scene(cfg.simulation, n_frames=cfg.simulation.n_frames, seed=seed)
-    same = cfg.grid.model_copy(
-        update={"bin_nm": float(attrs["bin_nm"]), "window_frames": int(attrs["window_frames"])}
-    )
-    if len(data) and not np.array_equal(scene.ground_truth_maps(same, 0, 1)[1][0], data[0]):
-        raise DblinkError(f"{where}, and redrawing it does not reproduce the stored one")
+    stored_sim = rec.meta.get("simulation") or {}
+    seed = stored_sim.get("seed", cfg.simulation.seed)
+    n_sim = int(stored_sim.get("n_frames", cfg.simulation.n_frames))  # a demo's own length
+    scene = Scene(cfg.simulation, n_frames=n_sim, seed=seed)
+    if stored is not None:
+        data, attrs = stored
+        same = cfg.grid.model_copy(
+            update={"bin_nm": float(attrs["bin_nm"]), "window_frames": int(attrs["window_frames"])}
+        )
+        if len(data) and not np.array_equal(scene.ground_truth_maps(same, 0, 1)[1][0], data[0]):
+            raise DblinkError(f"{where}, and redrawing it does not reproduce the stored one")
+    else:
+        kept = rec.read_emitters()
+        assert kept is not None
+        probe = min(int(rec.group["gt/emitters"].attrs.get("frames_covered", 0)), 100)
+        drawn = scene.emitters(0, probe)
+        ref = kept.select(np.flatnonzero(kept.frame < probe))
+        same_emitters = len(drawn) == len(ref) and np.allclose(drawn.x_nm, ref.x_nm)
+        if probe == 0 or not same_emitters:
+            raise DblinkError(f"{where}, and redrawing the simulation does not reproduce it")
     grid = cfg.grid.model_copy(update={"bin_nm": bin_nm, "window_frames": w})
     n = rec.n_frames // w
     log.info("ground truth redrawn from the simulation for %d maps at W=%d", n, w)
@@ -129,30 +147,46 @@ def evaluate_recording(
     conf = rec.read_image("confidence")
     skel = rec.read_image("gt/skeleton")
     struct = rec.read_image("gt/structure")
-    if skel is None or struct is None:
-        raise DblinkError(f"{path} has no ground truth (gt/skeleton): evaluate needs a simulation")
     bin_nm = float(attrs["bin_nm"])
     w = int(attrs["window_frames"])
     stride = int(attrs["stride_frames"])
-    if abs(float(skel[1]["bin_nm"]) - bin_nm) > 1e-6 or int(skel[1]["window_frames"]) != w:
+    if skel is None or struct is None:
+        if rec.read_emitters() is None:
+            raise DblinkError(
+                f"{path} has no ground truth (gt/skeleton): evaluate needs a simulation"
+            )
+        # a simulated run killed before its ground-truth maps were drawn: redraw them
+        skel, struct = _truth_on_grid(rec, None, bin_nm, w)
+    elif abs(float(skel[1]["bin_nm"]) - bin_nm) > 1e-6 or int(skel[1]["window_frames"]) != w:
         # e.g. reprocessed at W = 40 a simulation recorded with W = 10 ground truth
         skel, struct = _truth_on_grid(rec, skel, bin_nm, w)
     model = attrs.get("model", {})
     target = model.get("target") or (
         "structure" if model.get("structure") == "mitochondria" else "skeleton"
     )
-    # outputs that coincide with ground-truth maps: j * stride == k * W
+    # outputs that coincide with ground-truth maps: j * stride == k * W; maps the live path
+    # skipped (empty, confidence 0: see the latency budget) are not scored
     step = w // stride
     n = min(len(data[::step]), len(skel[0]))
-    pred = data[::step][:n]
+    skipped = (
+        {int(k) for k in attrs.get("skipped_maps") or [] if int(k) < n} if step == 1 else set()
+    )
+    keep = np.array([k for k in range(n) if k not in skipped], dtype=np.int64)
+    if len(keep) == 0:
+        raise DblinkError(f"{path}: every map was skipped by the live path; `reprocess` it")
+    pred = data[::step][:n][keep]
     truth = (skel[0][:n] > 0) if target == "skeleton" else (struct[0][:n] > 0.5)
+    truth = truth[keep]
+    conf_kept = None if conf is None else conf[0][::step][:n][keep]
+    n = len(keep)
     pred_bin = binarize(pred)
-    starts = np.arange(n) * w
+    starts = keep * w
     locs = rec.read_localizations()
     shape = pred.shape[1:]
     report: dict[str, Any] = {
         "recording": str(path),
         "maps": n,
+        "skipped_maps": len(skipped),
         "bin_nm": bin_nm,
         "window_frames": w,
         "target": target,
@@ -171,7 +205,7 @@ def evaluate_recording(
             "temporal_consistency": temporal_consistency(base),
         }
     if conf is not None:
-        report["confidence"] = confidence_quartiles(pred_bin, conf[0][::step][:n], truth)
+        report["confidence"] = confidence_quartiles(pred_bin, conf_kept, truth)
     if frc:
         report["frc_resolution_nm"] = _frc(
             rec, locs, weights or model.get("name"), w, bin_nm, shape, n, device
@@ -181,7 +215,7 @@ def evaluate_recording(
             figure,
             locs,
             pred,
-            None if conf is None else conf[0][::step][:n],
+            conf_kept,
             truth,
             pred_bin,
             bin_nm,

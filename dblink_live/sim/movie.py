@@ -91,6 +91,7 @@ class MovieSimulator:
             "camera": camera_metadata(sim.camera, self.camera.sigma_nm),
             "simulation": {
                 "seed": self.scene.seed,
+                "n_frames": self.n_frames,
                 "n_objects": self.scene.geometry.n_objects,
                 "n_labels": len(self.scene.labels),
                 "duty_cycle": self.scene.duty_cycle,

@@ -373,6 +373,15 @@ class Pipeline:
             res = self._results
             hist = list(self._history)[-max(1, int(render_maps)) :]
         render = np.sum(hist, axis=0, dtype=np.float32) if hist else None
+        # the camera frame comes straight from the ring, whatever the localizer's backlog:
+        # the raw panel never freezes while the processing falls behind
+        newest = self.ring.newest() if self.ring is not None else None
+        if newest is not None and newest[0] > res.frame_index:
+            n, frame = newest
+            with self._lock:
+                self._results = res = replace(
+                    self._results, version=self._results.version + 1, frame_index=n, raw=frame
+                )
         return replace(res, render=render, render_maps=len(hist))
 
     def latencies(self) -> np.ndarray:
@@ -708,13 +717,21 @@ class Pipeline:
             return False
         if self._max_wait_frames >= self.ring.capacity:  # a budget longer than the ring: off
             return False
+        if self._frames_localized < 2 * self.window:
+            return False  # starting up (the localizer warming, the camera being measured)
         # the localizer or, when its queue is full, the reconstruction cannot keep up
-        return cur.available() > self._budget_frames or self._queue.full()
+        waiting = cur.available()
+        return waiting > self._budget_frames or (self._queue.full() and waiting > self.window)
 
     def _adapt_budget(self, latency_s: float) -> None:
-        """Steer the frames allowed to wait by the latency of the output just made."""
+        """Steer the frames allowed to wait by the latency of the output just made (not during
+        the first outputs, which carry the start-up; never below a quarter of the start value,
+        so a passing hiccup does not start a run of skips)."""
+        if len(self._latencies) <= 2 * (self.delay_maps + 1):
+            return
+        floor = max(float(self.window), 0.25 * self._max_wait_frames)
         if latency_s > self.latency_budget_s:
-            self._budget_frames = max(0.0, 0.85 * self._budget_frames - 1.0)
+            self._budget_frames = max(floor, 0.85 * self._budget_frames - 1.0)
         else:
             self._budget_frames = min(self._max_wait_frames, 1.05 * self._budget_frames + 1.0)
 
@@ -855,7 +872,6 @@ class Pipeline:
                     if (f + 1) % w == 0:
                         arrival_end[f // w] = t
             covered = max(covered, block.first + block.n, *(b for _, b in block.lost))
-            self._update_raw()
             while (next_map + 1) * w <= covered:
                 finish_map(next_map)
                 next_map += 1
@@ -900,21 +916,6 @@ class Pipeline:
     def _close_streamer(self) -> None:
         if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
             self.streamer.close()
-
-    def _update_raw(self) -> None:
-        """Newest camera frame for the display (read from the ring, a cheap copy)."""
-        ring = self.ring
-        if ring is None or ring.frames_put == 0:
-            return
-        n = ring.frames_put - 1
-        slot = n % ring.capacity
-        frame = np.array(ring._array[slot])
-        if ring._slot_number[slot] != n:  # overwritten while copying: skip this update
-            return
-        with self._lock:
-            self._results = replace(
-                self._results, version=self._results.version + 1, frame_index=n, raw=frame
-            )
 
     def _supervise(self) -> None:
         """Wait for the workers, finish the recording and set the final state."""

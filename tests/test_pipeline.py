@@ -47,7 +47,10 @@ def small_recording(tmp_path_factory) -> Path:
 def test_virtual_microscope_end_to_end_beats_static_accumulation(tmp_path: Path) -> None:
     out = tmp_path / "demo.zarr"
     states: list[PipelineState] = []
-    pipe = demo_pipeline(out, n_frames=300, fps=200, config=_small(), seed=3, device="cpu")
+    # every frame localized (no latency budget: the start-up backlog at 200 Hz would otherwise
+    # skip a few maps; tests/test_latency.py covers the budget)
+    cfg = _small().updated(live={"latency_budget_s": 600.0})
+    pipe = demo_pipeline(out, n_frames=300, fps=200, config=cfg, seed=3, device="cpu")
     assert pipe.state is PipelineState.IDLE
     status = pipe.run(on_status=lambda s: states.append(s.state))
     assert status.state is PipelineState.FINISHED, status.error
@@ -138,6 +141,38 @@ def test_a_slow_consumer_drops_in_the_live_path_but_the_recording_is_complete(
     assert rec.read_image("reconstruction")[0].shape[0] == 30
 
 
+def test_the_raw_frame_follows_the_camera_while_the_localizer_falls_behind(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    """The viewer's camera panel is fed from the ring, not by the localizer: with a localizer
+    far slower than the camera, the newest raw frame still keeps up."""
+    pipe = Pipeline(
+        ReplaySource(small_recording, speed=1),
+        tmp_path / "raw.zarr",
+        config=_small(),
+        device="cpu",
+        recon="none",
+        localizer=_SlowLocalizer(0.3),
+    )
+    pipe.start()
+    behind = []
+    try:
+        while not pipe.wait(0.1).state.done:
+            st, res = pipe.status(), pipe.latest()
+            if st.frames_in > 100 and st.state is PipelineState.RUNNING:
+                behind.append((st.frames_in, st.frames_localized, res.frame_index))
+    finally:
+        pipe.abort()
+        pipe.wait()
+    assert behind
+    # the localizer lags by many frames while the displayed frame is within a few of the newest
+    assert max(n_in - n_loc for n_in, n_loc, _ in behind) > 50
+    assert all(n_in - 1 - shown <= 5 for n_in, _, shown in behind), behind
+    frames = Recording.open(tmp_path / "raw.zarr").read_frames()
+    res = pipe.latest()
+    assert np.array_equal(res.raw, frames[res.frame_index])  # the frame it says it is
+
+
 def test_stopping_mid_acquisition_leaves_a_valid_recording(tmp_path: Path) -> None:
     out = tmp_path / "stopped.zarr"
     pipe = demo_pipeline(out, n_frames=3000, fps=100, config=_small(3000), device="cpu")
@@ -153,7 +188,9 @@ def test_stopping_mid_acquisition_leaves_a_valid_recording(tmp_path: Path) -> No
     assert rec.n_frames == status.frames_in == status.frames_recorded
     assert rec.read_localizations().frame.max() < rec.n_frames
     n_maps = rec.n_frames // 10
-    assert rec.read_image("reconstruction")[0].shape[0] == n_maps == status.outputs
+    # every map has its place: reconstructed, or skipped to keep within the latency budget
+    n_images = rec.read_image("reconstruction")[0].shape[0]
+    assert n_images == n_maps == status.outputs + status.skipped_maps
     assert rec.read_image("gt/skeleton")[0].shape[0] == n_maps
 
 

@@ -94,6 +94,10 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.meta["format"] == FORMAT_NAME
     locs = back.read_localizations()
     both = Localizations.concatenate([a, b])
+    # rows of frames the recording does not hold (26-29: a localizer ahead of the recorder
+    # when a run died) are left out
+    both = both.select(np.flatnonzero(both.frame < 26))
+    assert 0 < len(both) < 150
     for col in Localizations.COLUMNS:
         assert np.array_equal(getattr(locs, col), getattr(both, col)), col
     em_back = back.read_emitters()

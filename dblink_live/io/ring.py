@@ -231,6 +231,18 @@ class FrameRing:
         """Frames committed so far (visible to consumers; the next committed frame's number)."""
         return self._head
 
+    def newest(self) -> tuple[int, np.ndarray] | None:
+        """``(number, frame (Y, X))``: a copy of the newest committed frame, for a display
+        (None before the first frame, or if it was overwritten while being copied)."""
+        n = self._head - 1
+        if n < 0:
+            return None
+        slot = n % self.capacity
+        frame = np.array(self._array[slot])
+        if self._slot_number[slot] != n:
+            return None
+        return n, frame
+
     # ------------------------------------------------------------------ consumers
     def cursor(self, name: str, start: int | None = None, lossless: bool = False) -> RingCursor:
         """A new consumer reading from frame ``start`` (default: the oldest frame still held).

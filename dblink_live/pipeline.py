@@ -593,19 +593,6 @@ class Pipeline:
         before: np.ndarray | None = None
         lost_pending: list[tuple[int, int]] = []
 
-        pending_locs: list[Localizations] = []
-        pending_ranges: list[tuple[int, int]] = []  # frames localized, marked once written
-        last_write = [time.monotonic()]
-
-        def write_locs() -> None:  # batched: a zarr append per column costs milliseconds
-            if pending_locs:
-                self.recording.append_localizations(Localizations.concatenate(pending_locs))
-                pending_locs.clear()
-            for a, b in pending_ranges:
-                self.recording.mark_localized(a, b)
-            pending_ranges.clear()
-            last_write[0] = time.monotonic()
-
         def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
             nonlocal before, lost_pending
             t_start = time.perf_counter()
@@ -621,11 +608,6 @@ class Pipeline:
                 before = frames[-1:]
             else:
                 locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
-            pending_locs.append(locs)
-            if len(frames):
-                pending_ranges.append((first, first + len(frames)))
-            if time.monotonic() - last_write[0] > LOC_WRITE_S:
-                write_locs()
             self._busy["localizer"] += time.perf_counter() - t_start
             self._frames_localized += len(frames)
             self._loc_rate.add(len(frames))
@@ -685,7 +667,6 @@ class Pipeline:
         if lost_pending and not self._abort.is_set():  # skipped at the very end: say so
             shape = self.ring.frame_shape
             emit(cur.next_frame, np.empty((0, *shape), self.ring.dtype), [], None)
-        write_locs()
         self._put(_END)
 
     def _set_latency_budget(self, arrival_s: float | None) -> None:
@@ -754,6 +735,25 @@ class Pipeline:
         total_locs, total_frames = 0.0, 0
         pending_out: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         last_flush = time.monotonic()
+        # localizations are stored here, batched (a zarr append per column costs
+        # milliseconds), and always before the reconstructions made from them: a run killed
+        # at any moment never holds a reconstruction over frames it does not call localized
+        pending_locs: list[Localizations] = []
+        pending_ranges: list[tuple[int, int]] = []
+        last_loc_write = [time.monotonic()]
+
+        def write_locs() -> None:
+            rec = self.recording
+            if rec is None:
+                return
+            if pending_locs:
+                rec.append_localizations(Localizations.concatenate(pending_locs))
+                pending_locs.clear()
+            for a, b in pending_ranges:
+                rec.mark_localized(a, b)
+            pending_ranges.clear()
+            last_loc_write[0] = time.monotonic()
+
         # unscaled counts and localized frames of recent maps: the evidence for the confidence
         evidence_maps: dict[int, tuple[np.ndarray, int]] = {}
         keep_maps = 2 * EVIDENCE_CONTEXT_MAPS + self.delay_maps + 2
@@ -834,6 +834,7 @@ class Pipeline:
 
         def flush() -> None:
             nonlocal last_flush
+            write_locs()  # first: the outputs' input is on disk before they are
             if pending_out and self.recording is not None:
                 self.recording.append_image("reconstruction", np.stack([o[1] for o in pending_out]))
                 if pending_out[0][2] is not None:
@@ -855,6 +856,11 @@ class Pipeline:
                 break
             block: _Block = item
             t_start = time.perf_counter()
+            pending_locs.append(block.locs)
+            if block.n:
+                pending_ranges.append((block.first, block.first + block.n))
+            if time.monotonic() - last_loc_write[0] > LOC_WRITE_S:
+                write_locs()
             for a, b in block.lost:
                 for k in range(a // w, (b - 1) // w + 1):
                     dropped[k] = dropped.get(k, 0) + min(b, (k + 1) * w) - max(a, k * w)

@@ -69,6 +69,13 @@ def _cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "dblink_live.cli"]
 
 
+def _default_signals() -> None:
+    """A job started in the background (nohup, ``&``) inherits SIGINT ignored, as Unix wants;
+    the cases run as a terminal's foreground job would, with SIGINT and SIGTERM live."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _prepare(work: Path) -> dict[str, Path]:
     cfg = work / "small.yaml"
     save_config(RunConfig().updated(simulation={"camera": {"width_px": 32, "height_px": 32}}), cfg)
@@ -94,7 +101,8 @@ def _case(command: str, sig: int, delay: float, work: Path, inputs: dict[str, Pa
     before = Recording.open(out).read_image("reconstruction")[0] if command == "reprocess" else None
     t0 = time.monotonic()
     proc = subprocess.Popen([*_cmd(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+                            text=True, start_new_session=True,
+                            preexec_fn=_default_signals)  # fmt: skip
     time.sleep(delay)
     sent = proc.poll() is None
     if sent:
@@ -114,6 +122,10 @@ def _case(command: str, sig: int, delay: float, work: Path, inputs: dict[str, Pa
     allowed = EXPECTED[sig] if sent else {0}
     if proc.returncode not in allowed:
         problems.append(f"exit {proc.returncode}, expected one of {sorted(allowed)}")
+    heeded = "stop requested" in stderr or proc.returncode != 0
+    result["signal_heeded"] = heeded
+    if sent and sig != signal.SIGKILL and not heeded and command == "reprocess":
+        problems.append("the signal was ignored")
     if out.exists():
         try:
             rec = check_recording(out)

@@ -706,13 +706,11 @@ class Pipeline:
 
     def _adapt_budget(self, latency_s: float) -> None:
         """Steer the frames allowed to wait by the latency of the output just made (not during
-        the first outputs, which carry the start-up; never below a quarter of the start value,
-        so a passing hiccup does not start a run of skips)."""
+        the first outputs, which carry the start-up)."""
         if len(self._latencies) <= 2 * (self.delay_maps + 1):
             return
-        floor = max(float(self.window), 0.25 * self._max_wait_frames)
         if latency_s > self.latency_budget_s:
-            self._budget_frames = max(floor, 0.85 * self._budget_frames - 1.0)
+            self._budget_frames = max(0.0, 0.85 * self._budget_frames - 1.0)
         else:
             self._budget_frames = min(self._max_wait_frames, 1.05 * self._budget_frames + 1.0)
 
@@ -1002,6 +1000,12 @@ class Pipeline:
             "latency_s": {
                 "p50": float(np.percentile(lat, 50)) if len(lat) else None,
                 "p99": float(np.percentile(lat, 99)) if len(lat) else None,
+                # did the live path fall further behind as the run went on?
+                "p50_by_third": (
+                    [float(np.median(part)) for part in np.array_split(lat, 3)]
+                    if len(lat) >= 3
+                    else None
+                ),
             },
             "elapsed_s": st.elapsed_s,
             "device": st.device,

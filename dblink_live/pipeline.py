@@ -56,7 +56,12 @@ from dblink_live.recon.evidence import (
 )
 from dblink_live.recon.inference import LoadedModel, load_recon_model
 from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
-from dblink_live.resources import LIVE_FIXED_BYTES, MemoryNeed, live_bytes_per_bin
+from dblink_live.resources import (
+    LIVE_FIXED_BYTES,
+    MemoryNeed,
+    display_bytes_per_bin,
+    live_bytes_per_bin,
+)
 from dblink_live.sim.scene import grid_shape
 
 __all__ = [
@@ -75,7 +80,7 @@ _END = object()
 SWITCH_INTERVAL_S = 0.0002
 #: Reconstructions are appended this many at a time (the chunk length: whole-chunk writes).
 OUTPUT_BLOCK = 8
-#: Ground-truth maps computed and written at once while a simulated run goes.
+#: Ground truth is written in blocks of this many maps (emitters during the run).
 GT_BLOCK_MAPS = 64
 #: Seconds between checks for a whole block of ground truth to write.
 GT_POLL_S = 1.0
@@ -516,7 +521,7 @@ class Pipeline:
         else:
             bin_nm, device = self.config.grid.bin_nm, "cpu"
             what = "the live localization display"
-            per_bin = 4.0 * (history + 8)
+            per_bin = display_bytes_per_bin(history)
             advice = "raise grid.bin_nm in the config or reconstruct a region (`live --roi`)"
         need = MemoryNeed(what, grid_shape(fov, bin_nm), bin_nm, per_bin, LIVE_FIXED_BYTES)
         need.check(device, advice=advice, pixel_size_nm=px)

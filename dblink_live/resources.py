@@ -17,7 +17,7 @@ side by side; ``tests/test_resources.py`` checks them against a real run):
   sub-bin), the maps of one block; per camera pixel, a block of frames in float64.
 
 Plus a fixed part (buffers, the model, caches) that does not grow with the grid. On the
-2-core CPU machine the estimates run 1.1-1.4x the measured peaks for 128-512 bins square.
+2-core CPU machine the estimates run 1.15-1.54x the measured peaks for 128-512 bins square.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from dblink_live.errors import DblinkError
 __all__ = [
     "MemoryNeed",
     "available_memory_bytes",
+    "display_bytes_per_bin",
     "format_bytes",
     "live_bytes_per_bin",
     "offline_bytes_per_bin",
+    "offline_disk_bytes_per_bin",
     "simulate_bytes_per_bin",
 ]
 
@@ -73,11 +75,15 @@ def available_memory_bytes(device: str = "cpu") -> int:
         return 1 << 62  # unknown: do not refuse
 
 
+def display_bytes_per_bin(history_maps: int) -> float:
+    """Bytes per grid bin the live parent keeps: the display's count maps and a few more."""
+    return 4.0 * (history_maps + 8)
+
+
 def live_bytes_per_bin(hidden: int, delay_maps: int, history_maps: int) -> float:
     """Peak bytes per grid bin of live streaming (child and parent together)."""
     child = 4.0 * (2 * (delay_maps + 1) * (1 + hidden) + 56 * hidden)
-    parent = 4.0 * (history_maps + 8)
-    return child + parent
+    return child + display_bytes_per_bin(history_maps)
 
 
 def offline_bytes_per_bin(hidden: int, chunk_maps: int, phases: int = 1) -> float:

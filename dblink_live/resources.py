@@ -9,15 +9,17 @@ The per-bin costs are measured (``scripts/bench_memory.py`` prints estimate and 
 side by side; ``tests/test_resources.py`` checks them against a real run):
 
 - live streaming (per bin): the child's forward features and buffered maps, ``(D + 1)`` of
-  ``1 + h`` floats, twice for the backward pass, plus about ``56 h`` floats of transient
+  ``1 + h`` floats, twice for the backward pass, plus about ``72 h`` floats of transient
   activations; the parent's ``history_maps`` count maps for the display and evidence.
-- offline (per bin and map of a chunk): about ``23 h`` floats of activations; each phase keeps
+- offline (per bin and map of a chunk): about ``26 h`` floats of activations; each phase keeps
   its pending outputs.
 - simulation (per bin): the ``supersample**2`` sub-bin coverage mask and its mean (9 bytes per
   sub-bin), the maps of one block; per camera pixel, a block of frames in float64.
 
 Plus a fixed part (buffers, the model, caches) that does not grow with the grid. On the
-2-core CPU machine the estimates run 1.15-1.54x the measured peaks for 128-512 bins square.
+2-core CPU machine the estimates run 1.29-1.58x the largest of 5 measured peaks for 128-512
+bins square (the peak of one case varies by up to 35 % between runs: the C allocator's placement
+of transient activations).
 """
 
 from __future__ import annotations
@@ -82,14 +84,14 @@ def display_bytes_per_bin(history_maps: int) -> float:
 
 def live_bytes_per_bin(hidden: int, delay_maps: int, history_maps: int) -> float:
     """Peak bytes per grid bin of live streaming (child and parent together)."""
-    child = 4.0 * (2 * (delay_maps + 1) * (1 + hidden) + 56 * hidden)
+    child = 4.0 * (2 * (delay_maps + 1) * (1 + hidden) + 72 * hidden)
     return child + display_bytes_per_bin(history_maps)
 
 
 def offline_bytes_per_bin(hidden: int, chunk_maps: int, phases: int = 1) -> float:
     """Peak bytes per grid bin of offline reconstruction with ``chunk_maps`` maps a chunk and
     ``phases`` interleaved phase sequences (stride < W)."""
-    return 4.0 * (chunk_maps * 23 * hidden + phases * (2 * chunk_maps + 4 * hidden))
+    return 4.0 * (chunk_maps * 26 * hidden + phases * (2 * chunk_maps + 4 * hidden))
 
 
 def offline_disk_bytes_per_bin(hidden: int, n_maps: int, phases: int = 1) -> float:

@@ -11,8 +11,8 @@ side by side; ``tests/test_resources.py`` checks them against a real run):
 - live streaming (per bin): the child's forward features and buffered maps, ``(D + 1)`` of
   ``1 + h`` floats, twice for the backward pass, plus about ``72 h`` floats of transient
   activations; the parent's ``history_maps`` count maps for the display and evidence.
-- offline (per bin and map of a chunk): about ``26 h`` floats of activations; each phase keeps
-  its pending outputs.
+- offline (per bin and map of a step, all batched phase sequences together): about ``26 h``
+  floats of activations and 2 of outputs; each sequence in the batch keeps its state.
 - simulation (per bin): the ``supersample**2`` sub-bin coverage mask and its mean (9 bytes per
   sub-bin), the maps of one block; per camera pixel, a block of frames in float64.
 
@@ -89,9 +89,10 @@ def live_bytes_per_bin(hidden: int, delay_maps: int, history_maps: int) -> float
 
 
 def offline_bytes_per_bin(hidden: int, chunk_maps: int, phases: int = 1) -> float:
-    """Peak bytes per grid bin of offline reconstruction with ``chunk_maps`` maps a chunk and
-    ``phases`` interleaved phase sequences (stride < W)."""
-    return 4.0 * (chunk_maps * 26 * hidden + phases * (2 * chunk_maps + 4 * hidden))
+    """Peak bytes per grid bin of offline reconstruction with ``chunk_maps`` maps a step (of
+    all the phase sequences batched together) and ``phases`` sequences in the batch (stride
+    < W): activations of every map of the step, its outputs, each sequence's state."""
+    return 4.0 * (chunk_maps * (26 * hidden + 2) + phases * 4 * hidden)
 
 
 def offline_disk_bytes_per_bin(hidden: int, n_maps: int, phases: int = 1) -> float:

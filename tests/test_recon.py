@@ -16,7 +16,11 @@ from dblink_live.config import ClassicLocalizerConfig, ReconModelConfig, RunConf
 from dblink_live.errors import DblinkError
 from dblink_live.io import Recording
 from dblink_live.recon.data import map_scale, training_sequence
-from dblink_live.recon.inference import load_recon_model, reconstruct_sequence
+from dblink_live.recon.inference import (
+    load_recon_model,
+    reconstruct_sequence,
+    reconstruct_sequences,
+)
 from dblink_live.recon.model import ConvBiLSTM
 from dblink_live.recon.reprocess import reconstruct_localizations
 
@@ -94,6 +98,29 @@ def test_chunked_offline_equals_the_whole_sequence() -> None:
     assert np.allclose(
         np.concatenate([p[2] for p in parts]), torch.sigmoid(conf[0]).numpy(), atol=1e-5
     )
+
+
+def test_sequences_batched_side_by_side_equal_each_run_alone() -> None:
+    """Sequences of different lengths in one batch: each gets exactly its own full-context
+    result (a shorter one's backward pass starts at its own last map)."""
+    torch.manual_seed(2)
+    m = ConvBiLSTM(**ReconModelConfig().model_dump()).eval()
+    rng = np.random.default_rng(1)
+    lengths = [9, 7, 9, 8]
+    seqs = [rng.random((n, 20, 20)).astype(np.float32) for n in lengths]
+    padded = np.zeros((len(seqs), 9, 20, 20), np.float32)
+    for i, sq in enumerate(seqs):
+        padded[i, : len(sq)] = sq
+        padded[i, len(sq) :] = 5.0  # past a sequence's end: must not be used
+    parts = list(reconstruct_sequences(m, lambda a, b: padded[:, a:b], lengths, chunk_maps=4))
+    assert [p[0] for p in parts] == [0, 4, 8]
+    rec = np.concatenate([p[1] for p in parts], axis=1)
+    conf = np.concatenate([p[2] for p in parts], axis=1)
+    for i, sq in enumerate(seqs):
+        alone = list(reconstruct_sequence(m, lambda a, b, sq=sq: sq[a:b], len(sq), chunk_maps=3))
+        assert np.allclose(rec[i, : len(sq)], np.concatenate([p[1] for p in alone]), atol=1e-5)
+        assert np.allclose(conf[i, : len(sq)], np.concatenate([p[2] for p in alone]), atol=1e-5)
+        assert not rec[i, len(sq) :].any()
 
 
 def test_normalization_is_invariant_to_window_and_density() -> None:
@@ -188,6 +215,17 @@ def test_strides_interleave_phase_passes(tiny_checkpoint: Path) -> None:
     assert len(w10) == 6 and len(w5) == 11 and len(s1) == 51
     assert np.allclose(w5[::2], w10, atol=1e-5)
     assert np.allclose(s1[::10], w10, atol=1e-5)
+    # the phases batched (default), one at a time (the unbatched path) and in groups of 3,
+    # on a length whose phases differ by one map: the same outputs and confidences
+    runs = [
+        list(reconstruct_localizations(seq.localizations, model, fov, 57, 1, 20, batch=b))
+        for b in (None, 1, 3)
+    ]
+    outs = [np.concatenate([r for _, r, _ in run]) for run in runs]
+    confs = [np.concatenate([c for _, _, c in run]) for run in runs]
+    assert len(outs[0]) == 48
+    for o, c in zip(outs[1:], confs[1:], strict=True):
+        assert np.allclose(o, outs[0], atol=1e-5) and np.allclose(c, confs[0], atol=1e-5)
     with pytest.raises(DblinkError, match="must divide"):
         next(reconstruct_localizations(seq.localizations, model, fov, 60, 3))
 

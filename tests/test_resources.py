@@ -85,12 +85,19 @@ def test_reprocess_lowers_its_chunk_to_fit(tmp_path: Path, caplog) -> None:
     avail = available_memory_bytes("cpu")
     bins = 1.5 * USABLE_FRACTION * avail / offline_bytes_per_bin(8, 32)
     side = int(math.sqrt(bins))
-    chunk = _fitting_chunk(model, (side, side), 32, 1, 10)
-    assert chunk in (8, 16)
+    chunk, batch = _fitting_chunk(model, (side, side), 32, 1, 10)
+    assert chunk in (8, 16) and batch == 1
     assert MemoryNeed("x", (side, side), 40.0, offline_bytes_per_bin(8, chunk)).fits("cpu")
-    assert "chunk_maps lowered from 32" in caplog.text
+    assert "maps a step lowered from 32" in caplog.text
     with pytest.raises(DblinkError, match="offline reconstruction on"):
         _fitting_chunk(model, (40 * side, 40 * side), 32, 1, 10)
+    # stride 1 at W = 10 on a large grid: the phases run one at a time (batching them pays on
+    # small grids only), each step with fewer maps
+    chunk, batch = _fitting_chunk(model, (side, side), 32, 10, 100)
+    assert batch == 1 and chunk in (8, 16)
+    from dblink_live.recon.reprocess import default_batch
+
+    assert [default_batch((n, n), 10) for n in (64, 128, 256, 2048)] == [10, 10, 2, 1]
 
 
 @pytest.mark.mm

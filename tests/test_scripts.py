@@ -61,6 +61,22 @@ def test_bench_recon_quick(tmp_path: Path, repo: Path) -> None:
     assert set(s1["accuracy_1bin"]) == {"carried", "sliding_window"}
 
 
+def test_bench_reprocess_quick(tmp_path: Path, repo: Path) -> None:
+    out = tmp_path / "bench.json"
+    r = _run(repo, "bench_reprocess.py", "--quick", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    for row in data["stride1_batched_vs_one_phase"]:
+        # the paths compared side by side compute the same outputs (timings are the
+        # benchmark's business, not the test's)
+        assert row["max_abs_difference_batched_vs_one_phase"] == 0.0
+        assert row["max_abs_difference_now_vs_before"] < 1e-4
+        assert len(row["maps_per_s"]) == 4
+    assert {row["stride"] for row in data["throughput"]} == {1, 10}
+    if data["memory_by_length"]:
+        assert all(row["peak_bytes"] > 0 for row in data["memory_by_length"])
+
+
 def test_bench_ring_quick(tmp_path: Path, repo: Path) -> None:
     out = tmp_path / "bench.json"
     r = _run(repo, "bench_ring.py", "--frames", "50", "-o", str(out))

@@ -16,9 +16,10 @@ one full window pass per output frame.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_names,
 from dblink_live.config import ReconModelConfig
 from dblink_live.errors import DblinkError
 from dblink_live.localize.base import resolve_device
-from dblink_live.recon.model import ConvBiLSTM
+from dblink_live.recon.model import ConvBiLSTM, State
 from dblink_live.recon.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
 __all__ = [
@@ -39,10 +40,16 @@ __all__ = [
     "choose_recon_weights",
     "load_recon_model",
     "reconstruct_sequence",
+    "reconstruct_sequences",
     "resolve_recon_weights",
 ]
 
 Progress = Callable[[int, int, str], None]
+
+#: Codecs of the temporary backward features: none, since they are read back once and
+#: compressing them cost more than writing them raw (zarr's default, ``"auto"``, is kept for
+#: comparison in ``scripts/bench_reprocess.py``).
+BACKWARD_COMPRESSORS: Any = None
 
 
 @dataclass
@@ -238,7 +245,6 @@ def _as_tensor(maps: np.ndarray | torch.Tensor, dev: torch.device) -> torch.Tens
     return torch.as_tensor(np.asarray(maps), dtype=torch.float32, device=dev)
 
 
-@torch.no_grad()
 def reconstruct_sequence(
     model: ConvBiLSTM,
     maps: Callable[[int, int], np.ndarray],
@@ -267,39 +273,138 @@ def reconstruct_sequence(
     ------
     (start, reconstruction (n, Y, X) float32 in [0, 1], confidence (n, Y, X) or None)
     """
+    for start, rec, conf in reconstruct_sequences(
+        model, lambda a, b: maps(a, b)[None], [n_maps], chunk_maps, progress, workdir
+    ):
+        yield start, rec[0], None if conf is None else conf[0]
+
+
+def _segments(start: int, stop: int, lengths: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Split maps ``[start, stop)`` where a sequence ends: (a, b, indices of the sequences that
+    have every map of [a, b))."""
+    cuts = sorted({start, stop, *(int(n) for n in lengths if start < n < stop)})
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        active = np.flatnonzero(lengths >= b)
+        if len(active):
+            out.append((a, b, active))
+    return out
+
+
+def _take(state: State, idx: torch.Tensor | None) -> State:
+    return state if idx is None else [(h[idx], c[idx]) for h, c in state]
+
+
+def _put(state: State, idx: torch.Tensor | None, part: State) -> State:
+    if idx is None:
+        return part
+    out = []
+    for (h, c), (ph, pc) in zip(state, part, strict=True):
+        h, c = h.clone(), c.clone()
+        h[idx], c[idx] = ph, pc
+        out.append((h, c))
+    return out
+
+
+@torch.no_grad()
+def reconstruct_sequences(
+    model: ConvBiLSTM,
+    maps: Callable[[int, int], np.ndarray | torch.Tensor],
+    lengths: Sequence[int],
+    chunk_maps: int = 32,
+    progress: Progress | None = None,
+    workdir: str | Path | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Several sequences reconstructed side by side in one batch (each with its own full
+    bidirectional context, exactly as if run alone), in bounded memory.
+
+    The phase sequences of a stride-S reconstruction (``W / S`` of them, of lengths that differ
+    by at most one map) run this way as one batched pass: the recurrent steps run once per map
+    index for all sequences together, not once per sequence.
+
+    Parameters
+    ----------
+    model
+        The network (its device is used).
+    maps
+        ``maps(start, stop)`` returns normalized maps ``[start, stop)`` of every sequence as
+        (B, n, Y, X) float32 (numpy, or a tensor on the model's device); rows past a sequence's
+        end are not used (any value).
+    lengths
+        Maps in each of the B sequences.
+    chunk_maps
+        Maps of each sequence processed at once (B x ``chunk_maps`` maps per step).
+    workdir
+        Where the temporary backward features go (a temporary folder by default).
+
+    Yields
+    ------
+    (start, reconstruction (B, n, Y, X) float32 in [0, 1], confidence (B, n, Y, X) or None)
+    for maps ``[start, start + n)``, in order; rows of sequences that end before a map are 0.
+    """
     dev = next(model.parameters()).device
+    lens = np.asarray(lengths, dtype=np.int64)
+    n_maps = int(lens.max(initial=0))
     if n_maps == 0:
         return
+    b_all = len(lens)
     first = maps(0, 1)
     ny, nx = first.shape[-2:]
     h = model.hidden_channels
     starts = list(range(0, n_maps, chunk_maps))
     total = 2 * len(starts)
+
+    def index(active: np.ndarray) -> torch.Tensor | None:
+        return None if len(active) == b_all else torch.as_tensor(active, device=dev)
+
     with tempfile.TemporaryDirectory(dir=workdir, prefix="dblink-bw-") as tmp:
-        store = zarr.open_array(
+        store = zarr.create_array(
             Path(tmp) / "backward.zarr",
-            mode="w",
-            shape=(n_maps, h, ny, nx),
-            chunks=(min(chunk_maps, n_maps), h, ny, nx),
+            shape=(b_all, n_maps, h, ny, nx),
+            chunks=(b_all, min(chunk_maps, n_maps), h, ny, nx),
             dtype="float32",
+            compressors=BACKWARD_COMPRESSORS,
         )
-        state = None
+        x0 = _as_tensor(first, dev)
+        state = model.zero_state(x0)
         for i, s in enumerate(reversed(starts)):
             e = min(s + chunk_maps, n_maps)
             x = _as_tensor(maps(s, e), dev)
-            feats, state = model.run_direction(x.flip(0)[None, :, None], "backward", state)
-            store[s:e] = feats[0].flip(0).cpu().numpy()
+            feats = torch.zeros((b_all, e - s, h, ny, nx), device=dev)
+            for a, b, active in reversed(_segments(s, e, lens)):
+                idx = index(active)
+                part = x[:, a - s : b - s] if idx is None else x[idx, a - s : b - s]
+                f, st = model.run_direction(part.flip(1)[:, :, None], "backward", _take(state, idx))
+                state = _put(state, idx, st)
+                if idx is None:
+                    feats[:, a - s : b - s] = f.flip(1)
+                else:
+                    feats[idx, a - s : b - s] = f.flip(1)
+            store[:, s:e] = feats.cpu().numpy()
             if progress is not None:
                 progress(i + 1, total, "backward")
-        state = None
+        state = model.zero_state(x0)
         for i, s in enumerate(starts):
             e = min(s + chunk_maps, n_maps)
             x = _as_tensor(maps(s, e), dev)
-            fw, state = model.run_direction(x[None, :, None], "forward", state)
-            bw = torch.as_tensor(store[s:e], device=dev)[None]
-            logit, conf = model.decode(fw, bw)
-            rec = torch.sigmoid(logit[0]).cpu().numpy()
-            cf = torch.sigmoid(conf[0]).cpu().numpy() if conf is not None else None
+            bw_all = torch.as_tensor(store[:, s:e], device=dev)
+            rec = torch.zeros((b_all, e - s, ny, nx), device=dev)
+            cf = torch.zeros_like(rec) if model.confidence else None
+            for a, b, active in _segments(s, e, lens):
+                idx = index(active)
+                sl = slice(a - s, b - s)
+                part = x[:, sl] if idx is None else x[idx, sl]
+                fw, st = model.run_direction(part[:, :, None], "forward", _take(state, idx))
+                state = _put(state, idx, st)
+                logit, conf = model.decode(fw, bw_all[:, sl] if idx is None else bw_all[idx, sl])
+                if idx is None:
+                    rec[:, sl] = torch.sigmoid(logit)
+                    if cf is not None and conf is not None:
+                        cf[:, sl] = torch.sigmoid(conf)
+                else:
+                    rec[idx, sl] = torch.sigmoid(logit)
+                    if cf is not None and conf is not None:
+                        cf[idx, sl] = torch.sigmoid(conf)
             if progress is not None:
                 progress(len(starts) + i + 1, total, "forward")
-            yield s, rec, cf
+            yield s, rec.cpu().numpy(), None if cf is None else cf.cpu().numpy()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dblink_live.config import LocalizerConfig
 from dblink_live.errors import DblinkError
@@ -29,7 +30,7 @@ from dblink_live.recon.inference import (
     LoadedModel,
     choose_recon_weights,
     load_recon_model,
-    reconstruct_sequence,
+    reconstruct_sequences,
 )
 from dblink_live.resources import (
     OFFLINE_FIXED_BYTES,
@@ -70,6 +71,18 @@ class ReprocessResult:
     model: str = ""
     #: what the user should know (e.g. W outside the model's training range)
     warnings: list[str] = field(default_factory=list)
+
+
+#: Bins of one recurrent step's maps, over the phases batched together: batching phases pays
+#: while the grid is small (the step is overhead-bound: 1.5x at 128 x 128 bins and 10 phases)
+#: and not once the convolutions are compute-bound (256 x 256 and up on 2 CPU cores), where
+#: larger steps only cost memory (``scripts/bench_reprocess.py``).
+BATCH_BINS = 10 * 128 * 128
+
+
+def default_batch(shape: tuple[int, int], phases: int) -> int:
+    """Phases run as one batch on a grid of ``shape`` (Y', X') bins."""
+    return max(1, min(phases, BATCH_BINS // max(1, shape[0] * shape[1])))
 
 
 #: Margin (nm) kept around a table's localizations on the reconstruction grid.
@@ -139,6 +152,7 @@ def reconstruct_localizations(
     with_evidence: bool = True,
     confidence_scale: float = 1.0,
     missing_frames: Sequence[tuple[int, int]] = (),
+    batch: int | None = None,
 ):
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
 
@@ -157,8 +171,11 @@ def reconstruct_localizations(
     localization input: unreadable or never localized) gets confidence 0 too.
 
     Output j covers raw frames ``[j * stride, j * stride + W)``; with ``stride < W`` the
-    ``W / stride`` phase sequences run side by side (each with full bidirectional context) and
-    their outputs are interleaved.
+    ``W / stride`` phase sequences (each with full bidirectional context) run in batches of
+    ``batch`` phases (default :func:`default_batch`: all of them on small grids, fewer on large
+    ones) and their outputs are interleaved. ``chunk_maps`` counts the maps of a batch
+    processed at once (``chunk_maps // batch`` of each phase); ``batch=1`` is one phase at a
+    time (the path before batching; it needs the least memory).
     """
     w = window_frames or model.window_frames
     stride = w if stride is None else stride
@@ -181,47 +198,58 @@ def reconstruct_localizations(
     if n_out == 0:
         raise DblinkError(f"{n_frames} frames are fewer than one window of W={w} frames")
 
-    def maps_for(phase: int) -> Callable[[int, int], np.ndarray]:
+    def phase_maps(phase: int, start: int, stop: int) -> np.ndarray | torch.Tensor:
         first = phase * stride
-
-        def get(start: int, stop: int) -> np.ndarray:
-            lo, hi = np.searchsorted(locs.frame, [first + start * w, first + stop * w])
-            part = locs.select(np.arange(lo, hi))
-            if model.device.type == "cuda":  # bin on the GPU, next to the model
-                return (
-                    count_maps_torch(
-                        part, model.bin_nm, shape, w, stop - start, first + start * w, model.device
-                    )
-                    / scale
+        lo, hi = np.searchsorted(locs.frame, [first + start * w, first + stop * w])
+        part = locs.select(np.arange(lo, hi))
+        if model.device.type == "cuda":  # bin on the GPU, next to the model
+            return (
+                count_maps_torch(
+                    part, model.bin_nm, shape, w, stop - start, first + start * w, model.device
                 )
-            return count_maps(part, model.bin_nm, shape, w, stop - start, first + start * w) / scale
+                / scale
+            )
+        return count_maps(part, model.bin_nm, shape, w, stop - start, first + start * w) / scale
+
+    def maps_for(group: range) -> Callable[[int, int], np.ndarray | torch.Tensor]:
+        def get(start: int, stop: int) -> np.ndarray | torch.Tensor:
+            parts = [phase_maps(p, start, stop) for p in group]
+            return torch.stack(parts) if torch.is_tensor(parts[0]) else np.stack(parts)
 
         return get
 
     lengths = [(n_frames - p * stride) // w for p in range(phases)]
+    size = default_batch(shape, phases) if batch is None else max(1, min(batch, phases))
+    per_phase = max(1, chunk_maps // size)
+    groups = [range(g, min(g + size, phases)) for g in range(0, phases, size)]
     done = [0]
-    total_steps = sum(2 * math.ceil(n / chunk_maps) for n in lengths)
+    total_steps = sum(2 * math.ceil(lengths[g[0]] / per_phase) for g in groups)
 
     def step(_d: int, _t: int, stage: str) -> None:
         done[0] += 1
         if progress is not None:
             progress(done[0], total_steps, stage)
 
+    # the phases of a group run as one batch (one recurrent step per map index for all of
+    # them); groups, when memory asks for more than one, run side by side and interleave
     gens = [
-        reconstruct_sequence(model.model, maps_for(p), lengths[p], chunk_maps, step)
-        for p in range(phases)
+        reconstruct_sequences(model.model, maps_for(g), [lengths[p] for p in g], per_phase, step)
+        for g in groups
     ]
     pending: list[list[tuple[np.ndarray, np.ndarray | None]]] = [[] for _ in range(phases)]
     next_out = 0
     while next_out < n_out:
-        for p, g in enumerate(gens):
-            if not pending[p]:
-                item = next(g, None)
+        for g, gen in zip(groups, gens, strict=True):
+            if not pending[g[0]]:
+                item = next(gen, None)
                 if item is not None:
                     _, rec, conf = item
-                    pending[p].extend(
-                        (rec[i], None if conf is None else conf[i]) for i in range(len(rec))
-                    )
+                    for row, p in enumerate(g):
+                        n_p = max(0, min(rec.shape[1], lengths[p] - item[0]))
+                        pending[p].extend(
+                            (rec[row, i], None if conf is None else conf[row, i])
+                            for i in range(n_p)
+                        )
         # interleave while every phase has its next map ready
         recs, confs = [], []
         while next_out < n_out and pending[next_out % phases]:
@@ -353,33 +381,43 @@ def _table_metadata_warning(
 
 def _fitting_chunk(
     model: LoadedModel, shape: tuple[int, int], chunk_maps: int, phases: int, n_maps: int
-) -> int:
-    """``chunk_maps``, lowered until the reconstruction fits in memory (said); one clear error
-    if even one map at a time does not fit, or the backward features do not fit on disk."""
+) -> tuple[int, int]:
+    """``(chunk_maps, phases per batch)``: :func:`default_batch` phases in one batch and
+    ``chunk_maps`` maps a step, lowered until the reconstruction fits in memory (first the maps
+    a step, then the phases a batch; said); one clear error if even one map at a time does not
+    fit, or the backward features do not fit on disk."""
     import shutil
     import tempfile
 
     h, device = model.model.hidden_channels, str(model.device)
 
-    def need(chunk: int) -> MemoryNeed:
-        per_bin = offline_bytes_per_bin(h, chunk, phases)
+    def need(chunk: int, size: int) -> MemoryNeed:
+        per_bin = offline_bytes_per_bin(h, size * max(1, chunk // size), size)
         return MemoryNeed(
             "offline reconstruction", shape, model.bin_nm, per_bin, OFFLINE_FIXED_BYTES
         )
 
-    chunk = chunk_maps
-    while chunk > 1 and not need(chunk).fits(device):
+    chunk, size = max(chunk_maps, 1), default_batch(shape, phases)
+    while chunk > size and not need(chunk, size).fits(device):
+        chunk = max(size, chunk // 2)
+    while size > 1 and not need(chunk, size).fits(device):
+        size = math.ceil(size / 2)
+        chunk = size
+    while chunk > 1 and not need(chunk, size).fits(device):
         chunk = max(1, chunk // 2)
-    need(chunk).check(
+    need(chunk, size).check(
         device,
         advice="reconstruct a smaller region (crop the table or the recording) or use a GPU "
         "with more memory",
     )
-    if chunk < chunk_maps:
+    if chunk < chunk_maps or size < default_batch(shape, phases):
         log.warning(
-            "chunk_maps lowered from %d to %d so that a %d x %d grid fits in memory",
+            "maps a step lowered from %d to %d%s so that a %d x %d grid fits in memory",
             chunk_maps,
             chunk,
+            f" and phases a batch from {default_batch(shape, phases)} to {size}"
+            if size < default_batch(shape, phases)
+            else "",
             *shape,
         )
     tmp = tempfile.gettempdir()
@@ -390,7 +428,7 @@ def _fitting_chunk(
             f"the backward pass keeps {format_bytes(disk)} of features on disk in {tmp}, and "
             f"{format_bytes(free)} is free there: set TMPDIR to a disk with more space"
         )
-    return chunk
+    return chunk, size
 
 
 def _write_outputs(target: Recording, blocks) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -496,7 +534,7 @@ def reprocess(
             raise DblinkError(f"{target.path} already has a {name}; pass --overwrite to replace it")
     target.discard_staged(images)  # left by an interrupted run
     shape = grid_shape(fov, model.bin_nm)
-    chunk_maps = _fitting_chunk(model, shape, chunk_maps, w // stride, n_frames // stride)
+    chunk_maps, batch = _fitting_chunk(model, shape, chunk_maps, w // stride, n_frames // stride)
     info = {
         "model": model.describe(),
         "fov_nm": list(fov),
@@ -543,6 +581,7 @@ def reprocess(
                 evidence,
                 model.density_factor(density),
                 missing,
+                batch,
             ),
         )
     except BaseException:

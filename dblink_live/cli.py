@@ -701,7 +701,9 @@ def reprocess(
         int | None,
         typer.Option(min=1, help="Output every S raw frames (S divides W; default W)."),
     ] = None,
-    chunk_maps: Annotated[int, typer.Option(min=1, help="Maps processed at once.")] = 32,
+    chunk_maps: Annotated[
+        int, typer.Option(min=1, help="Maps processed at once (of all phases together).")
+    ] = 32,
     window_frames: Annotated[
         int | None, typer.Option(min=1, help="Frames per map W (default: the model's).")
     ] = None,
@@ -720,7 +722,8 @@ def reprocess(
     """Reconstruct a whole recording offline with full bidirectional context.
 
     A recording with raw frames only is localized first. Memory stays bounded by the chunk
-    size, whatever the length; --stride S < W gives an output every S frames (W/S passes).
+    size, whatever the length; --stride S < W gives an output every S frames (the W/S phase
+    sequences run as one batch).
     """
     from dblink_live.recon.reprocess import reprocess as run_reprocess
 
@@ -749,6 +752,78 @@ def reprocess(
         f"wrote {res.outputs} reconstructed frames (every {res.stride_frames} raw frames) with "
         f"confidence to {res.output} in {res.seconds:.1f} s with {res.model}{extra}"
     )
+
+
+@app.command()
+def batch(
+    recordings: Annotated[
+        list[Path], typer.Argument(help="Recordings (*.zarr) to reprocess, each in place.")
+    ],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of a running dask scheduler (tcp://host:8786, e.g. started by "
+            "dask-jobqueue on SLURM); default: a local cluster on this machine."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local cluster: worker processes.")] = 2,
+    threads_per_worker: Annotated[int, typer.Option(min=1, help="Torch threads in each task.")] = 1,
+    retries: Annotated[int, typer.Option(min=0, help="Further attempts of a failed task.")] = 1,
+    weights: Annotated[
+        str, typer.Option(help="Reconstruction model, as for `reprocess`.")
+    ] = "auto",
+    stride: Annotated[
+        int | None,
+        typer.Option(min=1, help="Output every S raw frames (S divides W; default W)."),
+    ] = None,
+    window_frames: Annotated[
+        int | None, typer.Option(min=1, help="Frames per map W (default: the model's).")
+    ] = None,
+    localizer: LocalizerOpt = None,
+    device: DeviceOpt = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing reconstructions.")] = False,
+) -> None:
+    """Reprocess many recordings on a dask.distributed cluster, one task per recording.
+
+    Each task runs exactly what `reprocess REC` runs; a failed task is retried and then
+    reported while the others go on (exit status 1 if any failed).
+    """
+    from dblink_live.recon.batch import reprocess_many
+
+    lcfg = _localizer_config(_load(None), localizer, None)
+
+    def report(o, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        if o.ok:
+            r = o.result
+            where = f" ({o.worker})" if o.worker else ""
+            out.print(
+                f"[{done}/{total}] {o.path}: {r['outputs']} reconstructed frames, "
+                f"{o.seconds:.1f} s, {r['model']}{where}",
+                soft_wrap=True,
+            )
+            for w in o.warnings:
+                out.print(f"    warning: {w}")
+        else:
+            out.print(f"[{done}/{total}] {o.path}: FAILED: {o.error}", soft_wrap=True)
+
+    outcomes = reprocess_many(
+        recordings,
+        scheduler=scheduler,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        retries=retries,
+        progress=report,
+        weights=weights,
+        stride=stride,
+        window_frames=window_frames,
+        localizer=lcfg,
+        device=device,
+        overwrite=overwrite,
+    )
+    failed = [o for o in outcomes if not o.ok]
+    out.print(f"{len(outcomes) - len(failed)} of {len(outcomes)} recordings reprocessed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -755,6 +755,45 @@ def reprocess(
 
 
 @app.command()
+def export(
+    recording: Annotated[Path, typer.Argument(help="A recording (*.zarr).")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Table to write: .csv (ThunderSTORM), .h5 (DECODE), .hdf5 (Picasso, with "
+            "its .yaml).",
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="thunderstorm, csv (plain, 0-based frames), decode or picasso."),
+    ] = None,
+    tiff: Annotated[
+        bool, typer.Option("--tiff", help="Also the reconstruction as a TIFF stack.")
+    ] = False,
+    gif: Annotated[bool, typer.Option("--gif", help="Also a GIF preview of it.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export the localizations a recording stores (nothing is localized again) for other
+    tools, and optionally its reconstruction; the table is read back and checked whole."""
+    from dblink_live.io.export import EXPORT_FORMATS, export_recording
+
+    res = export_recording(
+        recording, output, format=format, overwrite=overwrite, tiff=tiff, gif=gif
+    )
+    if res.table is not None:
+        out.print(
+            f"wrote {res.rows} localizations of {res.frames} frames to {res.table} "
+            f"({EXPORT_FORMATS[res.format][0]}; read back whole)",
+            soft_wrap=True,
+        )
+    for p in res.exports:
+        out.print(f"wrote {p}", soft_wrap=True)
+
+
+@app.command()
 def batch(
     recordings: Annotated[
         list[Path], typer.Argument(help="Recordings (*.zarr) to reprocess, each in place.")

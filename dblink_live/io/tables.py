@@ -262,7 +262,12 @@ def write_localizations(locs: Localizations, path: PathLike, *, format: str) -> 
         ``"picasso"``
             Picasso ``/locs`` (frame, x, y, photons, bg, lpx, lpy, score; pixels, centres at
             integers) and a two-document YAML sidecar (``Frames``, ``Width``, ``Height`` from
-            the data extent, ``Pixelsize``).
+            the data extent, ``Pixelsize``). Every row passes Picasso's sanity filter (all
+            fields finite, ``0 < x < Width``, ``0 < y < Height``, ``lpx, lpy > 0``): a table
+            with localizations in the outer half pixel is shifted by whole pixels (stated in
+            the YAML and undone by :func:`read_localizations`); missing photons, background or
+            score are written as 0 and a missing precision as 1 pixel (counted in the YAML,
+            with a warning).
 
     Raises
     ------
@@ -1230,6 +1235,13 @@ def _construct_untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -
 _LenientYamlLoader.add_multi_constructor("", _construct_untagged)
 
 
+#: Key of the whole-pixel (x, y) shift our Picasso writer applies (see ``_write_picasso``).
+PICASSO_SHIFT_KEY = "dblink_live shift (px)"
+#: Beside Picasso's /locs: per row, which values our writer filled in (bit flags below).
+_MISSING_DATASET = "dblink_live_missing"
+_MISSING_PHOTONS, _MISSING_BG, _MISSING_PRECISION, _MISSING_SCORE = 1, 2, 4, 8
+
+
 def _picasso_yaml_path(p: Path) -> Path:
     return p.with_suffix(".yaml")
 
@@ -1258,9 +1270,15 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
     docs = _load_yaml_docs(y)
     found: dict[str, float] = {}  # "Camera.Pixelsize" (the movie's) and "Pixelsize" (Localize)
     n_frames = 0
+    shift = (0.0, 0.0)  # our writer's whole-pixel shift, undone here
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             continue
+        if PICASSO_SHIFT_KEY in doc:
+            try:
+                shift = tuple(float(v) for v in doc[PICASSO_SHIFT_KEY])[:2]  # type: ignore[assignment]
+            except (TypeError, ValueError):
+                raise FormatError(f"{y}: {PICASSO_SHIFT_KEY} is not two numbers") from None
         if i == 0 and isinstance(doc.get("Frames"), int):
             n_frames = int(doc["Frames"])
         for key, value in doc.items():
@@ -1299,6 +1317,7 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
             if ds.ndim != 1:
                 raise FormatError(f"{p}: /locs has shape {ds.shape}, expected one row per entry")
             locs = ds[()]
+            filled = f[_MISSING_DATASET][()] if _MISSING_DATASET in f else None
     except FormatError:
         raise
     except _H5_ERRORS as exc:
@@ -1317,17 +1336,26 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
             return np.asarray(locs[name], np.float64)
 
     lpx, lpy = fld("lpx"), fld("lpy")
+    photons, bg, score = fld("photons"), fld("bg"), fld("score")
+    if filled is not None and len(filled) == len(locs):  # values our writer filled in
+        flags = np.asarray(filled, np.uint8)
+        for arr, bit in ((photons, _MISSING_PHOTONS), (bg, _MISSING_BG), (score, _MISSING_SCORE)):
+            if arr is not None:
+                arr[(flags & bit) > 0] = np.nan
+        for arr in (lpx, lpy):
+            if arr is not None:
+                arr[(flags & _MISSING_PRECISION) > 0] = np.nan
     return _build(
         lambda i: f"{p}: /locs entry {i}",
         fld("frame"),  # type: ignore[arg-type]
-        (fld("x") + 0.5) * px,  # type: ignore[operator]
-        (fld("y") + 0.5) * px,  # type: ignore[operator]
-        photons=fld("photons"),
-        background=fld("bg"),
+        (fld("x") - shift[0] + 0.5) * px,  # type: ignore[operator]
+        (fld("y") - shift[1] + 0.5) * px,  # type: ignore[operator]
+        photons=photons,
+        background=bg,
         uncertainty_nm=_lateral(
             None if lpx is None else lpx * px, None if lpy is None else lpy * px
         ),
-        score=fld("score"),
+        score=score,
         frame_base=0,
         pixel_size_nm=px,
         n_frames=n_frames,
@@ -1360,29 +1388,69 @@ def _write_picasso(locs: Localizations, p: Path) -> None:
         ("score", "f4"),
     ]
     rec = np.zeros(n, dtype=dtype)
+    x = locs.x_nm.astype(np.float64) / px - 0.5  # Picasso: pixel centres at integers
+    y = locs.y_nm.astype(np.float64) / px - 0.5
+    if n and not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise FormatError(f"{p}: positions that are not finite cannot be written for Picasso")
+    # Picasso's sanity filter (picasso.lib.ensure_sanity) keeps only rows with every field
+    # finite, 0 < x < Width, 0 < y < Height and lpx, lpy > 0. Localizations in the outer half
+    # pixel of the frame (x < 0.5 px in our convention) would be dropped: shift the table by
+    # whole pixels instead, say so in the YAML, and undo it when reading back.
+    shift = [math.floor(-float(a.min())) + 1 if n and float(a.min()) <= 0 else 0 for a in (x, y)]
     rec["frame"] = locs.frame
-    rec["x"] = locs.x_nm.astype(np.float64) / px - 0.5
-    rec["y"] = locs.y_nm.astype(np.float64) / px - 0.5
-    rec["photons"] = locs.photons
-    rec["bg"] = locs.background
-    rec["lpx"] = locs.uncertainty_nm.astype(np.float64) / px
+    rec["x"] = x + shift[0]
+    rec["y"] = y + shift[1]
+    photons = np.asarray(locs.photons, np.float64)
+    bg = np.asarray(locs.background, np.float64)
+    lp = np.asarray(locs.uncertainty_nm, np.float64) / px
+    missing = (
+        (~np.isfinite(photons)).astype(np.uint8) * _MISSING_PHOTONS
+        | (~np.isfinite(bg)).astype(np.uint8) * _MISSING_BG
+        | (~(np.isfinite(lp) & (lp > 0))).astype(np.uint8) * _MISSING_PRECISION
+        | (~np.isfinite(np.asarray(locs.score, np.float64))).astype(np.uint8) * _MISSING_SCORE
+    )
+    unknown = missing > 0
+    rec["photons"] = np.where(np.isfinite(photons), photons, 0.0)
+    rec["bg"] = np.where(np.isfinite(bg), bg, 0.0)
+    rec["lpx"] = np.where(np.isfinite(lp) & (lp > 0), lp, 1.0)
     rec["lpy"] = rec["lpx"]
-    rec["score"] = locs.score
+    rec["score"] = np.where(np.isfinite(locs.score), locs.score, 0.0)
+    if unknown.any():
+        _log.warning(
+            "%s: %d localizations lack photons, background, precision or score, which Picasso "
+            "requires: written for Picasso with 0 photons/background/score and a precision of "
+            "1 pixel (counted in the YAML as 'dblink_live rows filled'; our reader restores "
+            "them as unknown)",
+            p.name,
+            int(unknown.sum()),
+        )
 
-    def extent(a: np.ndarray) -> int:
-        finite = a[np.isfinite(a)]
-        return max(1, math.ceil(float(finite.max()) / px)) if finite.size else 1
+    def extent(a: np.ndarray) -> int:  # an integer above every value (x < Width)
+        return max(1, math.floor(float(a.max())) + 1) if a.size else 1
 
     movie = {
         "Byte Order": "<",
         "Data Type": "uint16",
         "Frames": int(locs.n_frames),
-        "Height": extent(locs.y_nm),
-        "Width": extent(locs.x_nm),
+        "Height": extent(rec["y"]),
+        "Width": extent(rec["x"]),
     }
-    localize = {"Generated by": f"dblink_live {__version__} write_localizations", "Pixelsize": px}
+    localize: dict[str, Any] = {
+        "Generated by": f"dblink_live {__version__} write_localizations",
+        "Pixelsize": px,
+    }
+    if any(shift):
+        localize[PICASSO_SHIFT_KEY] = shift
+        localize["dblink_live note"] = (
+            f"x and y are shifted by {shift} pixels so that every localization passes "
+            "Picasso's sanity filter (x, y > 0); subtract them for camera pixels"
+        )
+    if unknown.any():
+        localize["dblink_live rows filled"] = int(unknown.sum())
     with h5py.File(p, "w") as f:
         f.create_dataset("locs", data=rec)
+        if unknown.any():  # which values were filled in (Picasso reads /locs only)
+            f.create_dataset(_MISSING_DATASET, data=missing)
     with _picasso_yaml_path(p).open("w", encoding="utf-8") as fh:
         yaml.safe_dump_all([movie, localize], fh, default_flow_style=False, sort_keys=False)
 

@@ -369,7 +369,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
         exc, self._start_error = self._start_error, None
         if exc is None:
             self.set_follow_live(True)
-        elif isinstance(exc, DblinkError):
+            self._update_actions()
+            return
+        # a failed start has no live results to follow: stop following now, not at the next
+        # status poll (which would see the failed state a tick later)
+        self._follow = False
+        self.time_bar.set_live(False)
+        if isinstance(exc, DblinkError):
             self.show_error("Cannot start", str(exc))
         else:
             log.error("starting the pipeline failed", exc_info=exc)

@@ -794,6 +794,50 @@ def export(
 
 
 @app.command()
+def resolution(
+    recording: Annotated[Path, typer.Argument(help="A reconstructed recording (*.zarr).")],
+    frc: Annotated[
+        bool,
+        typer.Option(
+            "--frc/--no-frc", help="Also the FRC of alternating blocks (reconstructs twice)."
+        ),
+    ] = True,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Model for the FRC's reconstructions (default: the stored one's)."),
+    ] = None,
+    figure: Annotated[
+        Path | None, typer.Option(help="PNG plot (default: REC_resolution.png beside it).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="JSON report (default: REC_resolution.json)."),
+    ] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Resolution of a reconstruction without ground truth: FRC of reconstructions from
+    alternating W-frame blocks, and decorrelation analysis (with its high-pass refinement) of
+    each stored map."""
+    from dblink_live.recon.resolution import resolution_report
+
+    stem = recording.with_suffix("")
+    figure = figure or stem.with_name(stem.name + "_resolution.png")
+    output = output or stem.with_name(stem.name + "_resolution.json")
+    rep = resolution_report(
+        recording, weights=weights, frc=frc, device=device, figure=figure, output=output
+    )
+    dec, n_maps = rep["decorrelation_nm"]["median"], len(rep["decorrelation_nm"]["per_map"])
+    parts = [
+        f"decorrelation {dec:.0f} nm (median of {n_maps} maps)"
+        if dec is not None
+        else "decorrelation: no map with structure"
+    ]
+    if "frc_nm" in rep:
+        parts.append(f"FRC {rep['frc_nm']['median']:.0f} nm (alternating blocks)")
+    out.print(f"{recording}: {'; '.join(parts)}; wrote {figure} and {output}", soft_wrap=True)
+
+
+@app.command()
 def batch(
     recordings: Annotated[
         list[Path], typer.Argument(help="Recordings (*.zarr) to reprocess, each in place.")

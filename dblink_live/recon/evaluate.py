@@ -233,27 +233,14 @@ def _frc(
 ) -> float:
     """FRC between reconstructions of the even and odd W-frame blocks (each at 2W per map)."""
     from dblink_live.recon.inference import load_recon_model
-    from dblink_live.recon.reprocess import reconstruct_localizations
+    from dblink_live.recon.resolution import alternating_block_reconstructions
 
     if not weights:
         raise DblinkError("FRC needs the model: pass --weights")
     model = load_recon_model(weights, device)
-    block = locs.frame // w
     fov = (shape[1] * bin_nm, shape[0] * bin_nm)
-    halves = []
-    for parity in (0, 1):
-        sel = locs.select(block % 2 == parity)
-        # compress time: block b of this parity becomes block b // 2
-        frames = (sel.frame // w // 2) * w + sel.frame % w
-        sel.frame = frames.astype(np.int64)
-        out = [
-            r
-            for _, r, _ in reconstruct_localizations(
-                sel, model, fov, rec.n_frames // 2, window_frames=w
-            )
-        ]
-        halves.append(np.concatenate(out))
-    m = min(len(halves[0]), len(halves[1]))
+    halves = alternating_block_reconstructions(locs, model, fov, rec.n_frames, w)
+    m = len(halves[0])
     res = [frc_resolution(halves[0][i], halves[1][i], bin_nm) for i in range(0, m, max(1, m // 10))]
     return float(np.median(res))
 

@@ -1262,6 +1262,13 @@ def live(
             "--connect", help="Use a running Micro-Manager (Java backend, ZMQ server on)."
         ),
     ] = False,
+    mda: Annotated[
+        Path | None,
+        typer.Option(
+            help="A useq MDA sequence (.yaml/.json, a time series) run by pymmcore-plus on a "
+            "headless core instead of pycromanager; it sets the frames and interval."
+        ),
+    ] = None,
     keep_in_micromanager: Annotated[
         bool | None,
         typer.Option(help="Also let Micro-Manager store each frame (default on)."),
@@ -1280,10 +1287,11 @@ def live(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Live DBlink on a Micro-Manager camera through pycromanager.
+    """Live DBlink on a Micro-Manager camera through pycromanager (or pymmcore-plus: --mda).
 
     Headless: --mm-config and --adapter-path start Micro-Manager's core in this process;
-    --connect uses a running Micro-Manager instead. Give the camera calibration (offset, e-/ADU,
+    --connect uses a running Micro-Manager instead; --mda SEQ.yaml runs a useq MDA sequence
+    with pymmcore-plus on that headless core. Give the camera calibration (offset, e-/ADU,
     EM gain, QE) so photon counts are right. Every option can also come from the config's
     `live` section (the command line wins).
     """
@@ -1318,20 +1326,38 @@ def live(
         ).items()
         if v is not None
     }
-    src = MicroManagerSource(
-        n_frames=frames or lc.frames,
-        interval_s=lc.interval_s if interval_s is None else interval_s,
-        exposure_ms=exposure_ms or lc.exposure_ms,
-        adapter_path=str(adapter_path) if adapter_path else None,
-        config_file=str(mm_config) if mm_config else None,
-        headless=not connect,
-        keep_in_micromanager=(
-            lc.keep_in_micromanager if keep_in_micromanager is None else keep_in_micromanager
-        ),
-        pixel_size_nm=pixel_size_nm,
-        camera=camera,
-        roi=roi_t,
-    )
+    src: Any
+    if mda is not None:
+        from dblink_live.acquire.mda import MDASource, load_sequence
+
+        if connect:
+            raise DblinkError("--mda runs its own headless core: it does not take --connect")
+        if frames is not None or interval_s is not None:
+            raise DblinkError("--mda: the sequence's time_plan sets the frames and interval")
+        src = MDASource(
+            load_sequence(mda),
+            adapter_path=str(adapter_path),
+            config_file=str(mm_config),
+            pixel_size_nm=pixel_size_nm,
+            camera=camera,
+            roi=roi_t,
+            exposure_ms=exposure_ms or lc.exposure_ms,
+        )
+    else:
+        src = MicroManagerSource(
+            n_frames=frames or lc.frames,
+            interval_s=lc.interval_s if interval_s is None else interval_s,
+            exposure_ms=exposure_ms or lc.exposure_ms,
+            adapter_path=str(adapter_path) if adapter_path else None,
+            config_file=str(mm_config) if mm_config else None,
+            headless=not connect,
+            keep_in_micromanager=(
+                lc.keep_in_micromanager if keep_in_micromanager is None else keep_in_micromanager
+            ),
+            pixel_size_nm=pixel_size_nm,
+            camera=camera,
+            roi=roi_t,
+        )
     pipe = Pipeline(
         src,
         output,

@@ -438,6 +438,7 @@ class Pipeline:
         }
         if getattr(src, "simulation_metadata", None) is not None:
             extra.update(simulated=True, simulation=src.simulation_metadata)
+        extra.update(getattr(src, "recording_metadata", None) or {})  # e.g. the MDA sequence
         self.recording = Recording.create(
             self.output,
             frame_shape=src.frame_shape,

@@ -32,6 +32,8 @@ class FrameSource(Protocol):
     arrival_interval_s : float or None, optional
         Seconds between frames as they arrive when that differs from ``frame_interval_s`` (a
         replay at another speed); None for an unpaced source, which has no latency to bound.
+    recording_metadata : dict, optional
+        Stored in the recording's metadata (e.g. the MDA sequence that made it).
     """
 
     frame_shape: tuple[int, int]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from dblink_live import __version__
+from dblink_live.acquire.base import FrameSource
 from dblink_live.acquire.ground_truth import GroundTruthWriter, copied_truth, scene_truth
 from dblink_live.config import RunConfig
 from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
@@ -159,7 +160,7 @@ class Pipeline:
 
     def __init__(
         self,
-        source: Any,
+        source: FrameSource,
         output: str | Path,
         *,
         config: RunConfig | None = None,
@@ -457,10 +458,10 @@ class Pipeline:
         cam = src.camera or {}
         self._estimate_camera = any(cam.get(k) is None for k in ("baseline_adu", "e_per_adu"))
         self.camera_estimate: Any = None
-        from dblink_live.localize.run import _describe
+        from dblink_live.localize.run import describe_localizer
 
         self.recording.clear_localizations(
-            _describe(self.localizer, cfg.localizer, self.calibration)
+            describe_localizer(self.localizer, cfg.localizer, self.calibration)
         )
         self.recorder = Recorder(self.ring, self.recording, on_error=self._recorder_failed).start()
         self._loc_cursor = self.ring.cursor("localizer", start=0)

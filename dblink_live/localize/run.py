@@ -23,6 +23,7 @@ from dblink_live.metrics import score_localizations
 
 __all__ = [
     "LocalizeResult",
+    "describe_localizer",
     "evaluate_localizers",
     "localize",
     "localize_missing",
@@ -236,9 +237,11 @@ class LocalizeResult:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def _describe(
+def describe_localizer(
     localizer: Localizer, config: LocalizerConfig, cal: CameraCalibration
 ) -> dict[str, Any]:
+    """What is stored with localizations: the localizer's name, its config, the camera
+    calibration used and the weights' identity (CNN)."""
     info: dict[str, Any] = {
         "name": localizer.name,
         "config": config.model_dump(mode="json"),
@@ -301,7 +304,7 @@ def localize(
         check_writable(output)  # before the work, not after it
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
-    info = _describe(localizer, config, movie.calibration)
+    info = describe_localizer(localizer, config, movie.calibration)
     if movie.camera_estimate is not None:
         info["camera_estimate"] = movie.camera_estimate.to_dict()
 
@@ -492,6 +495,6 @@ def evaluate_localizers(
             **s.to_dict(),
             "localizations": n,
             "frames_per_s": movie.n_frames / max(dt, 1e-9),
-            "localizer": _describe(loc, cfg, movie.calibration),
+            "localizer": describe_localizer(loc, cfg, movie.calibration),
         }
     return report

@@ -453,6 +453,10 @@ class Pipeline:
         self.calibration = CameraCalibration.from_camera(
             {**(src.camera or {}), "pixel_size_nm": px}
         )
+        arrival = getattr(src, "arrival_interval_s", interval)
+        choose = getattr(self.localizer, "choose_for_rate", None)
+        if choose is not None and arrival:  # --localizer auto: one that keeps up, said
+            choose(src.frame_shape, self.calibration, 1.0 / float(arrival))
         # a camera that does not state its offset and e-/ADU is measured on the first frames
         # (photons only: the CNN's detections do not depend on it)
         cam = src.camera or {}

@@ -196,3 +196,30 @@ def test_a_real_tiff_becomes_a_recording_with_its_estimated_camera(real_frames, 
     assert est["frames"] == len(frames) and est["adu_per_electron"] > 0
     assert rec.localization_info()["camera_estimate"]["baseline_adu"] == est["baseline_adu"]
     assert rec.localization_info()["yield_check"]["bright_spots"] > 0
+
+
+def test_auto_localizer_keeps_the_cnn_only_where_it_keeps_up_with_the_camera() -> None:
+    """`--localizer auto` on a live camera times both localizers on the camera's frame size:
+    a 64x64 camera at 10 Hz keeps the CNN; a 256x256 camera at 2 kHz, which the CNN cannot
+    follow on a CPU (about 14 frames/s, scripts/bench_localize.py), gets the faster classic
+    localizer, and the warning gives the numbers."""
+    from dblink_live.config import AutoLocalizerConfig, CNNLocalizerConfig
+    from dblink_live.localize import make_localizer
+    from dblink_live.localize.base import CameraCalibration
+
+    cal = CameraCalibration(pixel_size_nm=160.0)
+    small = make_localizer(AutoLocalizerConfig(), "cpu")
+    r = small.choose_for_rate((64, 64), cal, 10.0)
+    assert r is not None and r["cnn_keeps_up"]
+    assert small.active is small.cnn and small.warning is None and not small.decided
+    big = make_localizer(AutoLocalizerConfig(), "cpu")
+    r = big.choose_for_rate((256, 256), cal, 2000.0)
+    assert r is not None and not r["cnn_keeps_up"]
+    assert r["classic_frames_per_s"] > r["cnn_frames_per_s"]
+    assert big.name == "classic" and big.report["localizer_used"] == "classic"
+    assert "the camera delivers 2000/s" in big.warning and "is used instead" in big.warning
+    assert big.report["throughput"]["frame_shape"] == [256, 256]
+    # kind cnn is never switched
+    assert (
+        make_localizer(CNNLocalizerConfig(), "cpu").choose_for_rate((256, 256), cal, 2000.0) is None
+    )

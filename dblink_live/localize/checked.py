@@ -100,6 +100,8 @@ class CheckedLocalizer:
         self.frames_probed = 0
         self.decided = False
         self.warning: str | None = None
+        #: frames/s each localizer sustained on the camera's frame size (live ``auto`` only)
+        self.throughput: dict[str, Any] | None = None
 
     @property
     def model_id(self) -> dict[str, str]:
@@ -123,7 +125,78 @@ class CheckedLocalizer:
             "decided": self.decided,
             "localizer_used": self.active.name,
             "warning": self.warning,
+            "throughput": self.throughput,
         }
+
+    def choose_for_rate(
+        self,
+        frame_shape: tuple[int, int],
+        calibration: CameraCalibration,
+        frames_per_s: float,
+        block: int = 16,
+    ) -> dict[str, Any] | None:
+        """``--localizer auto`` on a live camera: keep the CNN if it sustains the camera's rate
+        on this device, else take the faster localizer (and say so).
+
+        Both are timed on ``block`` frames of the camera's size (shot noise around the
+        baseline; after a warm-up block, the best of up to 3 blocks); the CNN is kept when it
+        runs at least 1.2x the camera's ``frames_per_s``. The classic localizer slows with the
+        number of spots, so its rate here is an upper bound. Returns the numbers (also in
+        :attr:`report`); None without a fallback or a rate.
+        """
+        import time
+
+        if self.fallback is None or frames_per_s <= 0 or self.decided:
+            return None
+        rng = np.random.default_rng(0)
+        shape = (block, int(frame_shape[0]), int(frame_shape[1]))
+        frames = (calibration.baseline_adu + rng.poisson(20.0, shape)).astype(np.uint16)
+        rates: dict[str, float] = {}
+        for loc in (self.cnn, self.fallback):
+            loc.localize(frames, calibration, 0)  # warm-up (allocation, first kernels)
+            best, spent = 0.0, 0.0
+            for _ in range(3):  # the best of up to 3 timed blocks (a noisy machine)
+                t0 = time.perf_counter()
+                loc.localize(frames, calibration, 0)
+                dt = max(time.perf_counter() - t0, 1e-9)
+                best, spent = max(best, block / dt), spent + dt
+                if spent > 1.0:
+                    break
+            rates[loc.name] = best
+        cnn, classic = rates["cnn"], rates[self.fallback.name]
+        size = f"{shape[1]}x{shape[2]}"
+        keeps_up = cnn >= 1.2 * frames_per_s
+        self.throughput = {
+            "frame_shape": list(shape[1:]),
+            "camera_frames_per_s": float(frames_per_s),
+            "cnn_frames_per_s": cnn,
+            "classic_frames_per_s": classic,
+            "cnn_keeps_up": keeps_up,
+        }
+        if keeps_up:
+            log.info(
+                "the CNN localizes %.0f frames/s of %s here, the camera delivers %.0f/s: CNN",
+                cnn,
+                size,
+                frames_per_s,
+            )
+            return self.throughput
+        msg = (
+            f"the CNN localizes {cnn:.0f} frames/s of {size} on {self.device}, the camera "
+            f"delivers {frames_per_s:.0f}/s"
+        )
+        if classic > cnn:
+            self.active, self.name, self.decided = self.fallback, self.fallback.name, True
+            msg += f": the classic localizer ({classic:.0f} frames/s) is used instead"
+            if classic < frames_per_s:
+                msg += "; it does not keep up either: whole maps will be skipped"
+        else:
+            msg += (
+                f"; the classic localizer is slower ({classic:.0f}/s): whole maps will be skipped"
+            )
+        self.warning = msg + " (`reprocess` localizes and reconstructs them later)"
+        log.warning("%s", self.warning)
+        return self.throughput
 
     def _judge(self) -> None:
         recall = self.found / self.spots

@@ -278,6 +278,13 @@ def test_reprocess_and_evaluate_end_to_end(tiny_checkpoint: Path, tmp_path: Path
     assert set(report["baselines"]) == {"static_W", "static_10W"}
     assert 0 <= report["reconstruction"]["tol1"]["recall"] <= 1
     assert (tmp_path / "ev.png").stat().st_size > 10_000
+    # a run killed between a map's reconstruction and its confidence (the counters are written
+    # after the data): evaluate scores the maps that have both
+    rec = Recording.open(sim, mode="r+")
+    rec.group["confidence"].attrs["frames_written"] = 5
+    r = _cli("evaluate", str(sim), "-o", str(tmp_path / "ev5.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "ev5.json").read_text())["maps"] == 5
 
 
 def test_reprocess_a_localization_table(tiny_checkpoint: Path, tmp_path: Path) -> None:

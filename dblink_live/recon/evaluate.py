@@ -167,7 +167,11 @@ def evaluate_recording(
     # outputs that coincide with ground-truth maps: j * stride == k * W; maps the live path
     # skipped (empty, confidence 0: see the latency budget) are not scored
     step = w // stride
+    # a run killed between writing a map's reconstruction and its confidence holds one more
+    # of the first: score the maps that have both
     n = min(len(data[::step]), len(skel[0]))
+    if conf is not None:
+        n = min(n, len(conf[0][::step]))
     skipped = (
         {int(k) for k in attrs.get("skipped_maps") or [] if int(k) < n} if step == 1 else set()
     )

@@ -171,7 +171,8 @@ def evaluate_static(
         "structure_pixels": {"reconstruction": n_pred, "reference": n_ref},
     }
     if conf_got is not None and n_pred:
-        report["confidence"] = confidence_quartiles(pred, conf_got[0], ref_bin)
+        m = min(len(pred), len(conf_got[0]))  # a killed run may hold one map less of it
+        report["confidence"] = confidence_quartiles(pred[:m], conf_got[0][:m], ref_bin[:m])
     if output is not None:
         import json
 

@@ -3,14 +3,13 @@ whole by our readers; Picasso's files obey Picasso's own sanity rules for every 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
+from cli_runner import run_cli
 
 from dblink_live.config import RunConfig
 from dblink_live.io.recording import Recording
@@ -20,15 +19,6 @@ from dblink_live.localize.run import localize
 from dblink_live.sim.record import simulate_recording
 
 PX = 160.0
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dblink_live.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +70,7 @@ def test_export_reads_back_whole(recording: Path, tmp_path: Path, name: str, fmt
     stored = Recording.open(recording).read_localizations()
     assert (stored.x_nm < PX / 2).any()  # the outer half pixel is populated
     out = tmp_path / name
-    r = _cli("export", str(recording), "-o", str(out), *(["--format", fmt] if fmt else []))
+    r = run_cli("export", str(recording), "-o", str(out), *(["--format", fmt] if fmt else []))
     assert r.returncode == 0, r.stderr
     assert f"wrote {len(stored)} localizations of 60 frames" in " ".join(r.stdout.split())
     back = read_localizations(out, pixel_size_nm=PX)
@@ -101,21 +91,23 @@ def test_export_reads_back_whole(recording: Path, tmp_path: Path, name: str, fmt
 
 def test_export_reconstruction_and_refusals(recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
-    assert _cli("export", str(recording), "-o", str(out)).returncode == 0
-    r = _cli("export", str(recording), "-o", str(out))
+    assert run_cli("export", str(recording), "-o", str(out)).returncode == 0
+    r = run_cli("export", str(recording), "-o", str(out))
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("export", str(recording), "-o", str(tmp_path / "t.xlsx"))
+    r = run_cli("export", str(recording), "-o", str(tmp_path / "t.xlsx"))
     assert r.returncode == 2 and "cannot tell the format" in r.stderr
-    r = _cli("export", str(recording), "--tiff")
+    r = run_cli("export", str(recording), "--tiff")
     assert r.returncode == 2 and "no reconstruction" in r.stderr
     empty = tmp_path / "empty.zarr"
     cfg = RunConfig().updated(simulation={"camera": {"width_px": 8, "height_px": 8}})
     simulate_recording(cfg, empty, n_frames=20, seed=1)
-    r = _cli("export", str(empty), "-o", str(tmp_path / "e.csv"))
+    r = run_cli("export", str(empty), "-o", str(tmp_path / "e.csv"))
     assert r.returncode == 2 and "holds no localizations" in r.stderr
     # with a reconstruction: a TIFF stack beside the table
-    assert _cli("reprocess", str(recording), "--weights", "recon_filaments", "-q").returncode == 0
-    r = _cli("export", str(recording), "-o", str(tmp_path / "x.csv"), "--tiff")
+    assert (
+        run_cli("reprocess", str(recording), "--weights", "recon_filaments", "-q").returncode == 0
+    )
+    r = run_cli("export", str(recording), "-o", str(tmp_path / "x.csv"), "--tiff")
     assert r.returncode == 0, r.stderr
     import tifffile
 

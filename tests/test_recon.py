@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 
 from dblink_live.config import ClassicLocalizerConfig, ReconModelConfig, RunConfig
 from dblink_live.errors import DblinkError
@@ -32,13 +33,7 @@ TINY = (
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dblink_live.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    return run_cli(*args, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")

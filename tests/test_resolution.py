@@ -4,25 +4,15 @@ reprocessed recording, with no ground truth used."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from dblink_live.config import RunConfig
 from dblink_live.recon.reprocess import reprocess
 from dblink_live.sim.record import simulate_recording
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dblink_live.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +25,7 @@ def reconstructed(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
 
 
 def test_resolution_command_reports_frc_and_decorrelation(reconstructed: Path) -> None:
-    r = _cli("resolution", str(reconstructed), "--device", "cpu")
+    r = run_cli("resolution", str(reconstructed), "--device", "cpu")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "decorrelation" in text and "FRC" in text and "Traceback" not in r.stderr
@@ -57,12 +47,12 @@ def test_resolution_refusals(reconstructed: Path, tmp_path: Path) -> None:
     bare = tmp_path / "bare.zarr"
     cfg = RunConfig().updated(simulation={"camera": {"width_px": 8, "height_px": 8}})
     simulate_recording(cfg, bare, n_frames=20, seed=1)
-    r = _cli("resolution", str(bare))
+    r = run_cli("resolution", str(bare))
     assert r.returncode == 2 and "holds no reconstruction" in r.stderr
     assert "Traceback" not in r.stderr
-    r = _cli("resolution", str(reconstructed), "--no-frc", "-o", str(tmp_path / "no" / "r.json"))
+    r = run_cli("resolution", str(reconstructed), "--no-frc", "-o", str(tmp_path / "no" / "r.json"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    r = _cli("resolution", str(reconstructed), "--no-frc", "-o", str(tmp_path / "r.json"),
+    r = run_cli("resolution", str(reconstructed), "--no-frc", "-o", str(tmp_path / "r.json"),
              "--figure", str(tmp_path / "r.png"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "frc_nm" not in json.loads((tmp_path / "r.json").read_text())

@@ -1027,8 +1027,9 @@ class Pipeline:
             extra = {"camera": self._camera_meta} if self._camera_meta else {}
             self.recording.update_meta(live_summary=self.summary, **extra)
             for name in ("reconstruction", "confidence"):
-                if name in self.recording.group:
-                    self.recording.group[name].attrs["skipped_maps"] = sorted(self._skipped_maps)
+                arr = self.recording.image_array(name)
+                if arr is not None:
+                    arr.attrs["skipped_maps"] = sorted(self._skipped_maps)
             report = getattr(self.localizer, "report", None)
             if report:
                 self.recording.update_localization_info(yield_check=report)

@@ -2,12 +2,17 @@
 
 Tests marked ``isolated`` run in a child pytest process (see :func:`pytest_pyfunc_call`): they
 drive third-party native code (Micro-Manager's C++ DemoCamera adapter) whose crash would
-otherwise abort the whole run with no test report.
+otherwise abort the whole run with no test report. Tests marked ``napari_gui`` run in a child
+too, on a virtual X display (Xvfb, Qt's xcb platform): napari's canvas needs OpenGL, which Qt's
+offscreen platform does not give; without Xvfb they are skipped with the reason.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +66,48 @@ def _crash_digest(output: str, context_lines: int = 15) -> str:
     return "\n".join(part)
 
 
+_DISPLAY: dict[str, str | None] = {}
+
+
+def _virtual_display() -> tuple[str | None, str]:
+    """``(DISPLAY, "")`` of an Xvfb server started once for this session (Qt's xcb platform
+    checked on it), or ``(None, why not)``."""
+    if "display" in _DISPLAY:
+        return _DISPLAY["display"], _DISPLAY["why"] or ""
+    display, why = None, ""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        why = "Xvfb is not installed (apt-get install xvfb; .ci/run does)"
+    else:
+        proc = subprocess.Popen(
+            [exe, "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        atexit.register(proc.terminate)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        number = proc.stdout.readline().decode().strip() if ready else ""
+        if not number.isdigit():
+            why = "Xvfb did not start"
+        else:
+            display = f":{number}"
+            probe = subprocess.run(
+                [sys.executable, "-c", "from qtpy.QtWidgets import QApplication; QApplication([])"],
+                env={**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if probe.returncode != 0:
+                tail = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
+                why = "Qt's xcb platform does not start on Xvfb (missing libxcb-* libraries?): "
+                why += " ".join(tail)
+                display = None
+    _DISPLAY.update(display=display, why=why)
+    return display, why
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run an ``isolated`` test in a child pytest process and report its outcome here.
@@ -69,13 +116,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     (a crash in native code) is reported as a warning with its crash digest and run again, at
     most ``ISOLATED_CRASH_RETRIES`` times; crashing every time fails the test with the digest.
     """
-    if pyfuncitem.get_closest_marker("isolated") is None or os.environ.get(_IN_CHILD):
+    gui = pyfuncitem.get_closest_marker("napari_gui") is not None
+    if (pyfuncitem.get_closest_marker("isolated") is None and not gui) or os.environ.get(_IN_CHILD):
         return None
     __tracebackhide__ = True
     timeout_marker = pyfuncitem.get_closest_marker("timeout")
     limit = float(timeout_marker.args[0]) if timeout_marker and timeout_marker.args else 300.0
     deadline = time.monotonic() + limit - 5.0  # inside this test's own pytest-timeout
     env = {**os.environ, _IN_CHILD: "1"}
+    if gui:
+        display, why = _virtual_display()
+        if display is None:
+            pytest.skip(f"no X display for napari's OpenGL canvas: {why}")
+        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
     for attempt in range(ISOLATED_CRASH_RETRIES + 1):
         with tempfile.TemporaryDirectory(prefix="dblink-isolated-") as basetemp:
             cmd = [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q"]

@@ -300,7 +300,7 @@ def small_rec(tmp_path_factory) -> Path:
 
 def _damaged_copy(src: Path, dst: Path, chunk: int, how: str) -> Path:
     shutil.copytree(src, dst)
-    f = dst / "raw" / "c" / str(chunk) / "0" / "0"
+    f = dst / "raw" / "0" / "c" / str(chunk) / "0" / "0"
     data = f.read_bytes()
     if how == "truncated":
         f.write_bytes(data[: len(data) // 3])

@@ -64,7 +64,7 @@ def test_latency_is_bounded_under_a_competing_load_and_skips_are_counted(tmp_pat
     assert lat["p99"] <= 4 * budget, lat
     # every skip is counted, shown and stored; skips spread out, not in bursts
     rec = Recording.open(out)
-    skipped = rec.group["reconstruction"].attrs["skipped_maps"]
+    skipped = rec.image_array("reconstruction").attrs["skipped_maps"]
     assert len(skipped) == summary["skipped_maps"] > 0
     assert summary["dropped_frames"] >= W * len(skipped)
     assert "maps skipped to stay within" in " ".join(r.stderr.split())

@@ -276,7 +276,7 @@ def test_reprocess_and_evaluate_end_to_end(tiny_checkpoint: Path, tmp_path: Path
     # a run killed between a map's reconstruction and its confidence (the counters are written
     # after the data): evaluate scores the maps that have both
     rec = Recording.open(sim, mode="r+")
-    rec.group["confidence"].attrs["frames_written"] = 5
+    rec.image_array("confidence").attrs["frames_written"] = 5
     r = _cli("evaluate", str(sim), "-o", str(tmp_path / "ev5.json"))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "ev5.json").read_text())["maps"] == 5
@@ -536,8 +536,10 @@ def test_a_table_reconstructs_on_its_own_box_and_identically_when_shifted(
     assert aa["origin_nm"][0] == pytest.approx(np.floor((part.x_nm.min() - 1000) / 40) * 40)
     assert ab["origin_nm"][0] == pytest.approx(aa["origin_nm"][0] + 20_000.0)
     np.testing.assert_allclose(ra, rb, atol=1e-5)
-    translation = ab["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
-    assert translation["translation"][1:] == [ab["origin_nm"][1], ab["origin_nm"][0]]
+    ome = results[1].image_group("reconstruction").attrs["ome"]
+    translation = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
+    centre = [ab["origin_nm"][1] + 20.0, ab["origin_nm"][0] + 20.0]  # of bin (0, 0)
+    assert translation["translation"][1:] == pytest.approx(centre)
     assert aa["density_per_um2"] == pytest.approx(ab["density_per_um2"])
 
 
@@ -566,7 +568,7 @@ def test_a_sparse_real_table_is_warned_about_and_empty_maps_get_no_confidence(
     assert (per_map == 0).any()  # the table has empty windows
     assert (conf[per_map == 0] == 0).all()
     assert (conf[per_map > 0].max(axis=(1, 2)) > 0).all()
-    assert rec.group["confidence"].attrs["maps_without_localizations"] == (per_map == 0).sum()
+    assert rec.image_array("confidence").attrs["maps_without_localizations"] == (per_map == 0).sum()
     assert attrs["density_per_um2"] < 0.1
 
 

@@ -120,17 +120,25 @@ def test_ome_ngff_scales(tmp_path: Path) -> None:
         window_frames=10,
         stride_frames=5,
         first_frame=10,
+        origin_nm=(1000.0, 2000.0),
     )
     g = zarr.open_group(tmp_path / "run.zarr", mode="r")
     raw_ms = g["raw"].attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in raw_ms["axes"]] == ["t", "y", "x"]
     assert raw_ms["axes"][1]["unit"] == "nanometer"
-    assert raw_ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.02, 107.0, 107.0]
+    raw_tf = raw_ms["datasets"][0]["coordinateTransformations"]
+    assert raw_ms["datasets"][0]["path"] == "0"
+    assert raw_tf[0]["scale"] == [0.02, 107.0, 107.0]
+    assert raw_tf[1]["translation"] == [0.0, 53.5, 53.5]  # pixel centres
+    assert g["raw/0"].metadata.dimension_names == ("t", "y", "x")
     conf = g["confidence"].attrs["ome"]["multiscales"][0]["datasets"][0][
         "coordinateTransformations"
     ]
     assert conf[0]["scale"] == pytest.approx([0.1, 20.0, 20.0])
-    assert conf[1]["translation"][0] == pytest.approx((10 + 5) * 0.02)
+    # map 0 averages frames 10..19: its time is their mean; bin centres from the origin
+    assert conf[1]["translation"] == pytest.approx([14.5 * 0.02, 2010.0, 1010.0])
+    assert g["confidence/0"].metadata.dimension_names == ("t", "y", "x")
+    assert g["OME"].attrs["ome"]["series"] == ["raw", "confidence"]
 
 
 def test_bad_frames_are_rejected_clearly(tmp_path: Path) -> None:
@@ -205,7 +213,7 @@ def test_corrupt_metadata_and_newer_version(tmp_path: Path) -> None:
 def test_missing_last_chunk_opens_up_to_last_complete_chunk(tmp_path: Path) -> None:
     p = tmp_path / "run.zarr"
     _new(p, chunk_frames=8).append_frames(_frames(0, 30))  # chunks 0..3, the last one partial
-    (p / "raw" / "c" / "3" / "0" / "0").unlink()
+    (p / "raw" / "0" / "c" / "3" / "0" / "0").unlink()
     rec = Recording.open(p)
     assert rec.n_frames == 24
     assert np.array_equal(rec.read_frames(), _frames(0, 24))
@@ -214,7 +222,7 @@ def test_missing_last_chunk_opens_up_to_last_complete_chunk(tmp_path: Path) -> N
 def test_torn_chunk_is_dropped(tmp_path: Path) -> None:
     p = tmp_path / "run.zarr"
     _new(p, chunk_frames=8).append_frames(_frames(0, 32))
-    chunk = p / "raw" / "c" / "3" / "0" / "0"
+    chunk = p / "raw" / "0" / "c" / "3" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:5])  # a write cut short
     rec = Recording.open(p)
     assert rec.n_frames == 24
@@ -232,7 +240,7 @@ def test_dark_frames_are_kept(tmp_path: Path) -> None:
     rec.append_frames(np.zeros((5, 12, 10), np.uint16))
     back = Recording.open(p)
     assert back.n_frames == 5
-    assert (p / "raw" / "c" / "2" / "0" / "0").exists()
+    assert (p / "raw" / "0" / "c" / "2" / "0" / "0").exists()
 
 
 def test_counter_behind_data_hides_unconfirmed_frames(tmp_path: Path) -> None:

@@ -61,9 +61,10 @@ class _CopiedTruth:
         self._emitters = src.read_emitters()
         self._names = []
         for name in MAP_NAMES:
-            if name not in src.group:
+            arr = src.image_array(name)
+            if arr is None:
                 continue
-            attrs = src.group[name].attrs
+            attrs = arr.attrs
             same_grid = abs(float(attrs["bin_nm"]) - bin_nm) < 1e-6
             if same_grid and int(attrs["window_frames"]) == window:
                 self._names.append(name)
@@ -78,7 +79,8 @@ class _CopiedTruth:
     def maps(self, first: int, n: int) -> dict[str, np.ndarray] | None:
         out = {}
         for name in self._names:
-            arr = self.src.group[name]
+            arr = self.src.image_array(name)
+            assert arr is not None
             stop = min(first + n, int(arr.attrs.get("frames_written", arr.shape[0])))
             if stop - first < n:  # the source has fewer maps: copy none rather than a torn set
                 return None

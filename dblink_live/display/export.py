@@ -24,7 +24,8 @@ Progress = Callable[[int, int], bool]
 
 
 def _maps(source: RecordingSource, name: str, block: int = 16) -> Iterator[np.ndarray]:
-    arr = source.recording.group[name]
+    arr = source.recording.image_array(name)
+    assert arr is not None, name
     n = source.n_outputs
     for start in range(0, n, block):
         yield from np.asarray(arr[start : min(start + block, n)], dtype=np.float32)

@@ -98,9 +98,9 @@ class RecordingSource:
         self._images = {}
         self._image_counts = {}
         for name in ("reconstruction", "confidence"):
-            if name not in rec.group:
+            arr = rec.image_array(name)
+            if arr is None:
                 continue
-            arr = rec.group[name]
             attrs = dict(arr.attrs)
             self._images[name] = _ChunkCache(arr, keep=2)
             self._image_counts[name] = min(int(attrs.get("frames_written", 0)), arr.shape[0])

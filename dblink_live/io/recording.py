@@ -1,24 +1,31 @@
 """The recording format: one zarr v3 group per run, appendable, readable after a crash.
 
-Layout (the contract between stages, tools and users; see ``DESIGN.md``)::
+Layout, format version 2 (the contract between stages, tools and users; see ``DESIGN.md``)::
 
     run.zarr/                 attrs["dblink_live"]: format, format_version, package_version,
                               pixel_size_nm, frame_interval_s, camera, config, frames_written
-      raw                     (T, Y, X) uint16, appended along T
+      raw/                    OME-Zarr 0.5 image group; raw/0: (T, Y, X) uint16, appended along T
       localizations/          frame (int64), x_nm, y_nm, photons, background, uncertainty_nm,
                               score: 1-D arrays; attrs["rows_written"]
-      reconstruction          (T', Y', X') float32 in [0, 1]; attrs bin_nm, window_frames,
+      reconstruction/         OME-Zarr 0.5 image group; reconstruction/0: (T', Y', X') float32
+                              in [0, 1]; attrs of the array: bin_nm, window_frames,
                               stride_frames, first_frame, model, frames_written
-      confidence              same grid and times
+      confidence/             the same grid and times
       gt/emitters/            simulated only: frame, x_nm, y_nm, photons, emitter_id
-      gt/skeleton             simulated only: (T', Y', X') uint8, 1-bin thin
-      gt/structure            simulated only: (T', Y', X') float32, width-true coverage
+      gt/skeleton/            simulated only: image group, (T', Y', X') uint8, 1-bin thin
+      gt/structure/           simulated only: image group, (T', Y', X') float32, coverage
+
+Every image group holds one ``multiscales`` entry (axes t, y, x in seconds and nanometres, the
+scale of one frame / pixel / bin and the translation of the *centre* of element 0, so raw
+frames and reconstructions overlay in world coordinates) and its array carries zarr v3
+``dimension_names``. :func:`image_metadata` builds that block; the tests validate it with
+yaozarrs. Format version 1 (images as bare arrays at ``raw``, ``reconstruction``, ...) is still
+read, and written to when such a recording is appended to, so one store never mixes layouts.
 
 Crash safety: data are written first and the counters (``frames_written``, ``rows_written``)
 after, each metadata write is atomic (zarr writes a temporary file and renames it), so a
 killed writer leaves a store whose counters point at complete data. On opening, the reader also
 checks that the chunks it needs exist and decode, and falls back to the last complete chunk.
-Image arrays carry OME-NGFF ``multiscales`` metadata (axes t, y, x with units and scales).
 """
 
 from __future__ import annotations
@@ -44,12 +51,17 @@ __all__ = [
     "Recording",
     "UnreadableFramesError",
     "format_ranges",
+    "image_metadata",
 ]
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "dblink-live-recording"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The array of an image group (its single resolution level) in format version 2.
+LEVEL = "0"
+#: zarr v3 ``dimension_names`` of every image array.
+DIMENSION_NAMES = ("t", "y", "x")
 #: Image arrays on the reconstruction grid that a recording may hold.
 IMAGE_NAMES = ("reconstruction", "confidence", "gt/skeleton", "gt/structure")
 #: Suffix of an image being written beside the one it will replace (see ``commit_staged``).
@@ -100,8 +112,14 @@ class UnreadableFramesError(RecordingError):
         )
 
 
-def _ngff(name: str, scale: list[float], translation: list[float]) -> dict[str, Any]:
-    """OME-NGFF 0.5 multiscales block for a single-level (t, y, x) image."""
+def image_metadata(
+    name: str, scale: Sequence[float], translation: Sequence[float]
+) -> dict[str, Any]:
+    """The OME-Zarr 0.5 ``attrs["ome"]`` of a single-level (t, y, x) image group.
+
+    ``scale``: (s per frame or map, nm per pixel or bin in y, in x); ``translation``: world
+    position (s, nm, nm) of the centre of element (0, 0, 0). The array is at ``LEVEL``.
+    """
     return {
         "version": "0.5",
         "multiscales": [
@@ -114,16 +132,43 @@ def _ngff(name: str, scale: list[float], translation: list[float]) -> dict[str, 
                 ],
                 "datasets": [
                     {
-                        "path": ".",
+                        "path": LEVEL,
                         "coordinateTransformations": [
-                            {"type": "scale", "scale": scale},
-                            {"type": "translation", "translation": translation},
+                            {"type": "scale", "scale": [float(v) for v in scale]},
+                            {"type": "translation", "translation": [float(v) for v in translation]},
                         ],
                     }
                 ],
             }
         ],
     }
+
+
+def _raw_metadata(frame_interval_s: float, pixel_size_nm: float) -> dict[str, Any]:
+    """Raw frames: frame k at k * interval; pixel (i, j) centred at ((i, j) + 0.5) * pixel, the
+    convention of every localization table here."""
+    px, half = float(pixel_size_nm), 0.5 * float(pixel_size_nm)
+    return image_metadata("raw", [frame_interval_s, px, px], [0.0, half, half])
+
+
+def _map_metadata(
+    name: str,
+    frame_interval_s: float,
+    bin_nm: float,
+    window: int,
+    stride: int,
+    first_frame: int,
+    origin_nm: tuple[float, float],
+) -> dict[str, Any]:
+    """Maps on the reconstruction grid: map k at the mean time of its frames
+    ``first + k * stride + [0, window)``; bin (i, j) centred at origin + ((j, i) + 0.5) * bin."""
+    t0 = (first_frame + (window - 1) / 2) * frame_interval_s
+    half = 0.5 * float(bin_nm)
+    return image_metadata(
+        name,
+        [stride * frame_interval_s, bin_nm, bin_nm],
+        [t0, float(origin_nm[1]) + half, float(origin_nm[0]) + half],
+    )
 
 
 def _full(arr: zarr.Array) -> zarr.Array:
@@ -152,11 +197,20 @@ class Recording:
     :class:`~dblink_live.errors.RecordingError` with what to fix.
     """
 
-    def __init__(self, path: Path, group: zarr.Group, n_frames: int, mode: str):
+    def __init__(
+        self,
+        path: Path,
+        group: zarr.Group,
+        n_frames: int,
+        mode: str,
+        format_version: int = FORMAT_VERSION,
+    ):
         self.path = path
         self.group = group
         self._n_frames = n_frames
         self.mode = mode
+        #: The layout this store uses (1: bare image arrays; 2: OME-Zarr image groups).
+        self.format_version = format_version
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -205,11 +259,15 @@ class Recording:
         if not pixel_size_nm > 0 or not frame_interval_s > 0:
             raise RecordingError("pixel_size_nm and frame_interval_s must be positive")
         group = zarr.open_group(path, mode="w", zarr_format=3)
-        raw = group.create_array(
-            "raw", shape=(0, h, w), chunks=(chunk_frames, h, w), dtype="uint16", fill_value=0
-        )
-        raw.attrs.update(
-            {"ome": _ngff("raw", [frame_interval_s, pixel_size_nm, pixel_size_nm], [0.0, 0.0, 0.0])}
+        image = group.create_group("raw")
+        image.attrs["ome"] = _raw_metadata(frame_interval_s, pixel_size_nm)
+        image.create_array(
+            LEVEL,
+            shape=(0, h, w),
+            chunks=(chunk_frames, h, w),
+            dtype="uint16",
+            fill_value=0,
+            dimension_names=DIMENSION_NAMES,
         )
         loc = group.create_group("localizations")
         for name, dtype in _LOC_DTYPES.items():
@@ -227,7 +285,12 @@ class Recording:
             **_jsonable(dict(extra or {})),
         }
         group.attrs["dblink_live"] = meta
-        return cls(path, group, 0, "r+")
+        # the root is an OME-Zarr 0.5 collection of images (the bioformats2raw layout with an
+        # explicit series list, the one collection that 0.5 defines)
+        group.attrs["ome"] = {"version": "0.5", "bioformats2raw.layout": 3}
+        rec = cls(path, group, 0, "r+")
+        rec._write_series()
+        return rec
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> Recording:
@@ -271,7 +334,7 @@ class Recording:
                 f"(attrs['dblink_live']['format'] != {FORMAT_NAME!r})"
             )
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise RecordingError(
                 f"{path} has format_version {version!r}; this dblink_live reads up to "
                 f"{FORMAT_VERSION}: upgrade dblink_live"
@@ -281,13 +344,14 @@ class Recording:
                 raise RecordingError(
                     f"{path}: attrs['dblink_live'] lacks {key!r}; the store is damaged"
                 )
+        rec = cls(path, group, 0, mode, version)
+        where = rec._array_path("raw")
         try:
-            raw = group["raw"]
+            raw = group[where]
         except KeyError:
             raise RecordingError(f"{path} has no 'raw' array; the store is damaged") from None
         if not isinstance(raw, zarr.Array) or raw.ndim != 3 or raw.dtype != np.uint16:
-            raise RecordingError(f"{path}/raw must be a (T, Y, X) uint16 array")
-        rec = cls(path, group, 0, mode)
+            raise RecordingError(f"{path}/{where} must be a (T, Y, X) uint16 array")
         rec._n_frames = rec._complete_frames(int(meta["frames_written"]), raw)
         return rec
 
@@ -297,7 +361,7 @@ class Recording:
         if n < claimed:
             log.warning("%s: counter says %d frames, raw holds %d", self.path, claimed, n)
         cf = raw.chunks[0]
-        chunk_dir = self.path / "raw" / "c"
+        chunk_dir = self.path / self._array_path("raw") / "c"
         n_chunks = -(-n // cf)
         for i in range(n_chunks):
             if not (chunk_dir / str(i) / "0" / "0").exists():
@@ -315,6 +379,35 @@ class Recording:
                 )
                 n = start
         return n
+
+    # ------------------------------------------------------------------ layout
+    def _array_path(self, image: str) -> str:
+        """Where the array of image ``image`` ("raw", a name of ``IMAGE_NAMES``, or a staged
+        name) lives in this store's layout."""
+        return image if self.format_version < 2 else f"{image}/{LEVEL}"
+
+    def image_array(self, name: str) -> zarr.Array | None:
+        """The array of image ``name`` (its dblink_live attributes: ``bin_nm``,
+        ``frames_written``, ...), in either layout; None if the recording lacks it."""
+        if name not in self.group:
+            return None
+        return self.group[self._array_path(name)]
+
+    def _write_series(self, leave_out: str | None = None) -> None:
+        """List the image groups present in ``OME/zarr.json`` (format 2), so that OME-Zarr
+        tools find every image of the collection and no path that is missing."""
+        if self.format_version < 2:
+            return
+        names = ["raw", *(n for n in self.images() if n != leave_out)]
+        ome = self.group.require_group("OME")
+        ome.attrs["ome"] = {"version": "0.5", "series": names}
+
+    def image_group(self, name: str) -> zarr.Group | None:
+        """The OME-Zarr image group of ``name`` (format 2), None for a format 1 store or an
+        image the recording lacks."""
+        if self.format_version < 2 or name not in self.group:
+            return None
+        return self.group[name]
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -342,7 +435,7 @@ class Recording:
     @property
     def raw(self) -> zarr.Array:
         """The raw array (may be longer than :attr:`n_frames` after a crash: use read_frames)."""
-        return _full(self.group["raw"])
+        return _full(self.group[self._array_path("raw")])
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -438,7 +531,7 @@ class Recording:
         bad_arrays = []
         names = [f"localizations/{c}" for c in _LOC_DTYPES if "localizations" in self.group]
         names += [f"gt/emitters/{c}" for c in _EMITTER_DTYPES if "gt/emitters" in self.group]
-        names += self.images()
+        names += [self._array_path(name) for name in self.images()]
         for name in names:
             try:
                 np.asarray(self.group[name][:])
@@ -649,15 +742,25 @@ class Recording:
             raise RecordingError(f"{self.path}/{name} exists; pass overwrite=True to replace it")
         stride = window_frames if stride_frames is None else stride_frames
         ny, nx = (int(v) for v in shape_yx)
-        arr = self.group.create_array(
-            name + STAGED_SUFFIX if staged else name,
-            shape=(0, ny, nx),
-            chunks=(chunk_maps, ny, nx),
-            dtype=dtype,
-            overwrite=True,
+        where = name + STAGED_SUFFIX if staged else name
+        ome = _map_metadata(
+            name, self.frame_interval_s, bin_nm, window_frames, stride, first_frame, origin_nm
         )
-        dt = self.frame_interval_s
-        t0 = (first_frame + window_frames / 2) * dt
+        spec: dict[str, Any] = {
+            "shape": (0, ny, nx),
+            "chunks": (chunk_maps, ny, nx),
+            "dtype": dtype,
+            "fill_value": 0,
+        }
+        if self.format_version < 2:  # the old layout: a bare array carrying its metadata
+            arr = self.group.create_array(where, overwrite=True, **spec)
+            arr.attrs["ome"] = ome
+        else:
+            if where in self.group:
+                del self.group[where]
+            image = self.group.create_group(where)
+            image.attrs["ome"] = ome
+            arr = image.create_array(LEVEL, dimension_names=DIMENSION_NAMES, **spec)
         arr.attrs.update(
             {
                 "bin_nm": float(bin_nm),
@@ -667,13 +770,10 @@ class Recording:
                 "frames_written": 0,
                 "origin_nm": [float(origin_nm[0]), float(origin_nm[1])],
                 **_jsonable(attrs),
-                "ome": _ngff(
-                    name,
-                    [stride * dt, float(bin_nm), float(bin_nm)],
-                    [t0, float(origin_nm[1]), float(origin_nm[0])],
-                ),
             }
         )
+        if not staged:
+            self._write_series()
         return arr
 
     def append_image(self, name: str, block: np.ndarray, staged: bool = False) -> int:
@@ -684,7 +784,7 @@ class Recording:
             name = name + STAGED_SUFFIX
         if name not in self.group:
             raise RecordingError(f"{self.path} has no image {name!r}; create it first")
-        arr = _full(self.group[name])
+        arr = _full(self.group[self._array_path(name)])
         block = np.asarray(block)
         if block.ndim == 2:
             block = block[None]
@@ -709,8 +809,10 @@ class Recording:
             if staged not in self.group:
                 continue
             if name in self.group:
+                self._write_series(leave_out=name)  # never list a path that is going away
                 del self.group[name]
             (self.path / staged).rename(self.path / name)
+            self._write_series()
 
     def discard_staged(self, names: Sequence[str]) -> None:
         """Remove staged images left by an interrupted run (the images themselves stay)."""
@@ -723,13 +825,14 @@ class Recording:
         """Remove an image (e.g. before recomputing a reconstruction)."""
         self._require_writable()
         if name in self.group:
+            self._write_series(leave_out=name)
             del self.group[name]
 
     def read_image(self, name: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """(data (T', Y', X'), attrs) of an image, or None if the recording lacks it."""
-        if name not in self.group:
+        arr = self.image_array(name)
+        if arr is None:
             return None
-        arr = self.group[name]
         n = min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0])
         return np.asarray(arr[:n]), dict(arr.attrs)
 
@@ -767,7 +870,7 @@ class Recording:
             "live": meta.get("live_summary"),
         }
         for name in self.images():
-            arr = self.group[name]
+            arr = self.group[self._array_path(name)]
             out["images"][name] = {
                 "maps": min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0]),
                 "shape_yx": list(arr.shape[1:]),

@@ -598,13 +598,13 @@ def reprocess(
         )
         warnings.append(msg)
         log.warning(msg)
-        target.group["confidence"].attrs["frames_without_input"] = [list(r) for r in missing]
+        target.image_array("confidence").attrs["frames_without_input"] = [list(r) for r in missing]
     if empty:
         why = "had no localization" + (" or frames without input" if missing else "")
         msg = f"{empty} of {n} maps {why} in their window: confidence 0"
         warnings.append(msg)
         log.warning(msg)
-        target.group["confidence"].attrs["maps_without_localizations"] = empty
+        target.image_array("confidence").attrs["maps_without_localizations"] = empty
 
     exports: list[Path] = []
     if export_tiff or export_gif:

@@ -279,7 +279,12 @@ def _print_info(path: Path, s: dict[str, Any]) -> None:
             name,
             f"{im['maps']} maps {im['shape_yx'][1]}x{im['shape_yx'][0]} at {im['bin_nm']:g} nm, "
             f"W={im['window_frames']}, stride {im['stride_frames']}"
-            + (f", model {im['model']}" if im.get("model") else ""),
+            + (f", model {im['model']}" if im.get("model") else "")
+            + (
+                ", region x={}, y={}, {}x{} px of the frame".format(*im["recon_roi_px"])
+                if im.get("recon_roi_px")
+                else ""
+            ),
         )
     live = s.get("live")
     if live:
@@ -1024,6 +1029,33 @@ ReconWeightsOpt = Annotated[
     ),
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing output recording.")]
+ReconRoiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--recon-roi",
+        help="Camera region reconstructed live: x,y,width,height (pixels), full, or auto "
+        "(default: the full frame if the device keeps up, else a centred region that does). "
+        "Every frame is recorded and localized in full.",
+    ),
+]
+
+
+def _with_recon_roi(cfg, recon_roi: str | None):  # type: ignore[no-untyped-def]
+    """The config with --recon-roi applied (one clear line for a malformed value)."""
+    if recon_roi is None:
+        return cfg
+    value: object = recon_roi.strip().lower()
+    if value not in ("auto", "full"):
+        try:
+            parts = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 4:
+            raise DblinkError(
+                f"--recon-roi must be x,y,width,height in pixels, full or auto; got {recon_roi!r}"
+            )
+        value = parts
+    return cfg.updated(live={"recon_roi": value})
 
 
 def _with_localizer(cfg, localizer: str | None):  # type: ignore[no-untyped-def]
@@ -1156,6 +1188,7 @@ def demo(
     localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
+    recon_roi: ReconRoiOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -1169,7 +1202,7 @@ def demo(
     """
     from dblink_live.pipeline import demo_pipeline
 
-    cfg = _with_localizer(_load(config), localizer)
+    cfg = _with_recon_roi(_with_localizer(_load(config), localizer), recon_roi)
     if output.exists() and not overwrite:
         raise DblinkError(f"{output} already exists; pass --overwrite or choose another -o")
     check_writable(output)
@@ -1200,6 +1233,7 @@ def replay(
     localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
+    recon_roi: ReconRoiOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -1217,7 +1251,7 @@ def replay(
     else:
         stored = Recording.open(input_path).config
         cfg = config_from_dict(stored) if stored else _load(None)
-    cfg = _with_localizer(cfg, localizer)
+    cfg = _with_recon_roi(_with_localizer(cfg, localizer), recon_roi)
     base = input_path.with_suffix("")
     output = output or base.with_name(base.name + "_replay.zarr")
     check_writable(output)
@@ -1282,6 +1316,7 @@ def live(
     localizer: LocalizerOpt = None,
     weights: ReconWeightsOpt = "auto",
     delay_maps: DelayOpt = None,
+    recon_roi: ReconRoiOpt = None,
     device: DeviceOpt = "auto",
     headless: HeadlessOpt = False,
     overwrite: OverwriteOpt = False,
@@ -1298,7 +1333,7 @@ def live(
     from dblink_live.acquire.micromanager import MicroManagerSource
     from dblink_live.pipeline import Pipeline
 
-    cfg = _with_localizer(_load(config), localizer)
+    cfg = _with_recon_roi(_with_localizer(_load(config), localizer), recon_roi)
     lc = cfg.live
     mm_config = mm_config or (Path(lc.micromanager_config) if lc.micromanager_config else None)
     adapter_path = adapter_path or (Path(lc.adapter_path) if lc.adapter_path else None)

@@ -640,6 +640,20 @@ class LiveConfig(_Model):
         description="where the streaming reconstruction runs: a child process (auto on CPU: "
         "it then does not compete with the acquisition threads for the GIL) or a thread",
     )
+    recon_roi: tuple[int, int, int, int] | Literal["auto", "full"] = Field(
+        "auto",
+        description="camera region reconstructed live: x, y, width, height (pixels), 'full', "
+        "or 'auto' (the full frame where the device reconstructs it at the camera's rate, "
+        "else a centred region that it does, said at start-up); the full frame is always "
+        "recorded and localized, and `reprocess` reconstructs all of it",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LiveConfig:
+        v = self.recon_roi
+        if isinstance(v, tuple) and (v[0] < 0 or v[1] < 0 or v[2] < 1 or v[3] < 1):
+            raise ValueError("recon_roi needs x, y >= 0 and width, height >= 1 (pixels)")
+        return self
 
 
 class RunConfig(_Model):

@@ -77,6 +77,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _END = object()
+#: ``recon_roi: auto``: the full frame is kept while one map takes at most this share of the
+#: time between maps (above, the latency budget skips maps: the frame cannot be kept up with)...
+RECON_FULL_SHARE = 1.0
+#: ... else the region is sized to take this share, a margin for the localizer, the recorder
+#: and whatever else the machine runs.
+RECON_ROI_SHARE = 0.6
+#: Smallest side of an automatic reconstruction region (pixels).
+MIN_ROI_PX = 8
 #: Python thread switch interval while running (the default, 5 ms, delays the hook under load).
 SWITCH_INTERVAL_S = 0.0002
 #: Reconstructions are appended this many at a time (the chunk length: whole-chunk writes).
@@ -229,6 +237,10 @@ class Pipeline:
         self.window = self.config.grid.window_frames
         self.bin_nm = self.config.grid.bin_nm
         self.grid_yx: tuple[int, int] = (0, 0)
+        #: camera region reconstructed live (x, y, width, height; pixels) and its corner (nm)
+        self.recon_roi_px: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.origin_nm: tuple[float, float] = (0.0, 0.0)
+        self._roi_warning: str | None = None
         self.streamer: StreamingReconstructor | ProcessStreamingReconstructor | None = None
 
     # ------------------------------------------------------------------ public API
@@ -429,7 +441,11 @@ class Pipeline:
         else:
             self.model = load_recon_model(recon, self.device)
         w = cfg.grid.window_frames
-        self._check_memory(src.frame_shape, px)
+        arrival = getattr(src, "arrival_interval_s", interval)
+        self.recon_roi_px = self._choose_recon_roi(src.frame_shape, px, w, arrival)
+        rx, ry, rw, rh = self.recon_roi_px
+        self.origin_nm = (rx * px, ry * px)
+        self._check_memory((rh, rw), px)
         capacity = self._ring_capacity or max(256, round(cfg.live.ring_seconds / interval))
         self.ring = FrameRing(capacity, src.frame_shape, background_writer=True)
         extra = {
@@ -453,7 +469,6 @@ class Pipeline:
         self.calibration = CameraCalibration.from_camera(
             {**(src.camera or {}), "pixel_size_nm": px}
         )
-        arrival = getattr(src, "arrival_interval_s", interval)
         choose = getattr(self.localizer, "choose_for_rate", None)
         if choose is not None and arrival:  # --localizer auto: one that keeps up, said
             choose(src.frame_shape, self.calibration, 1.0 / float(arrival))
@@ -469,8 +484,8 @@ class Pipeline:
         )
         self.recorder = Recorder(self.ring, self.recording, on_error=self._recorder_failed).start()
         self._loc_cursor = self.ring.cursor("localizer", start=0)
+        fov = (rw * px, rh * px)  # the reconstructed region (the whole frame by default)
         if self.model is not None:
-            fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
             self.grid_yx = grid_shape(fov, self.model.bin_nm)
             self.bin_nm = self.model.bin_nm
             for name in ("reconstruction", "confidence"):
@@ -484,11 +499,10 @@ class Pipeline:
                     delay_maps=self.delay_maps,
                     mode="live",
                     chunk_maps=OUTPUT_BLOCK,
+                    origin_nm=self.origin_nm,
+                    recon_roi_px=list(self.recon_roi_px),
                 )
-            mode = cfg.live.recon_worker
-            if mode == "auto":
-                mode = "process" if self.model.device.type == "cpu" else "thread"
-            if mode == "process":
+            if self._recon_worker() == "process":
                 self.streamer = ProcessStreamingReconstructor(
                     self.model.model, self.delay_maps, threads=1, max_pending=2
                 )
@@ -496,7 +510,6 @@ class Pipeline:
                 self.streamer = StreamingReconstructor(self.model.model, self.delay_maps)
         else:
             self.bin_nm = cfg.grid.bin_nm
-            fov = (src.frame_shape[1] * px, src.frame_shape[0] * px)
             self.grid_yx = grid_shape(fov, self.bin_nm)
         self.window = w
         if self.model is not None:
@@ -507,8 +520,110 @@ class Pipeline:
         self._set_latency_budget(getattr(src, "arrival_interval_s", interval))
         with self._lock:
             self._results = replace(
-                self._results, pixel_size_nm=px, bin_nm=self.bin_nm, window_frames=w
+                self._results,
+                pixel_size_nm=px,
+                bin_nm=self.bin_nm,
+                window_frames=w,
+                origin_nm=self.origin_nm,
             )
+
+    def _recon_worker(self) -> str:
+        """Where the streaming reconstruction runs: "process" or "thread"."""
+        mode = self.config.live.recon_worker
+        if mode == "auto":
+            assert self.model is not None
+            mode = "process" if self.model.device.type == "cpu" else "thread"
+        return mode
+
+    def _choose_recon_roi(
+        self, frame_shape: tuple[int, int], px: float, window: int, arrival_s: float
+    ) -> tuple[int, int, int, int]:
+        """The camera region to reconstruct live (x, y, width, height; pixels).
+
+        ``live.recon_roi``: a region as given (checked against the frame), "full", or "auto":
+        the full frame if the streaming reconstruction keeps up with one map per ``window``
+        frames arriving every ``arrival_s`` s (timed on the device at start-up), else the
+        largest centred region of the frame's shape that does, with a warning that says so.
+        """
+        h, w = (int(v) for v in frame_shape)
+        roi = self.config.live.recon_roi
+        if isinstance(roi, tuple):
+            x, y, rw, rh = (int(v) for v in roi)
+            if x + rw > w or y + rh > h:
+                raise DblinkError(
+                    f"the reconstruction region x={x}, y={y}, {rw}x{rh} pixels (--recon-roi) "
+                    f"does not fit the {w}x{h}-pixel camera frame"
+                )
+            log.info(
+                "reconstructing the region x %d-%d, y %d-%d of the %dx%d frame live; the full "
+                "frame is recorded",
+                x, x + rw - 1, y, y + rh - 1, w, h,
+            )  # fmt: skip
+            return x, y, rw, rh
+        full = (0, 0, w, h)
+        if roi == "full" or self.model is None or not arrival_s or arrival_s <= 0:
+            return full
+        per_bin = self._recon_seconds_per_bin()
+        gy, gx = grid_shape((w * px, h * px), self.model.bin_nm)
+        per_map = window * float(arrival_s)
+        if gy * gx * per_bin <= RECON_FULL_SHARE * per_map:
+            return full
+        fits = RECON_ROI_SHARE * per_map / per_bin  # bins the device reconstructs per map
+        f = min(1.0, (fits / (gy * gx)) ** 0.5)
+        rw, rh = max(MIN_ROI_PX, min(w, int(w * f))), max(MIN_ROI_PX, min(h, int(h * f)))
+        x, y = (w - rw) // 2, (h - rh) // 2
+        self._roi_warning = (
+            f"the full {w}x{h}-pixel frame ({gx}x{gy} bins) needs {gy * gx * per_bin:.2f} s "
+            f"per map on {self.model.device}, a map comes every {per_map:.2f} s: the centred "
+            f"region x {x}-{x + rw - 1}, y {y}-{y + rh - 1} ({rw}x{rh} pixels) is reconstructed "
+            "live; every frame is recorded and localized, and `dblink-live reprocess` "
+            "reconstructs the full frame (choose with --recon-roi x,y,w,h or --recon-roi full)"
+        )
+        log.warning(self._roi_warning)
+        return x, y, rw, rh
+
+    def _recon_seconds_per_bin(
+        self, probe_bins: int = 96, maps: int = 4, repeats: int = 3
+    ) -> float:
+        """Seconds the streaming reconstruction takes per map and grid bin on the model's
+        device, timed on a ``probe_bins``-square grid with as many threads as it will get (the
+        best of ``repeats`` runs of ``maps`` maps: the machine's other work only slows it)."""
+        assert self.model is not None
+        threads = torch.get_num_threads()
+        if self._recon_worker() == "process":
+            torch.set_num_threads(1)  # the child process runs on one thread
+        try:
+            streamer = StreamingReconstructor(self.model.model, self.delay_maps)
+            rng = np.random.default_rng(0)
+            x = rng.poisson(0.5, (probe_bins, probe_bins)).astype(np.float32)
+            k = self.delay_maps + 2
+            for i in range(k):  # warm-up: the look-ahead fills
+                streamer.push(x, i)
+            elapsed = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for _ in range(maps):
+                    streamer.push(x, k)
+                    k += 1
+                elapsed = min(elapsed, (time.perf_counter() - t) / maps)
+        finally:
+            torch.set_num_threads(threads)
+        return elapsed / probe_bins**2
+
+    def _grid_area_um2(self) -> float:
+        """Area of the reconstructed region (um^2): the density its maps are scaled by."""
+        _, _, rw, rh = self.recon_roi_px
+        if not rw or not self.source.pixel_size_nm:
+            return self._area_um2()
+        return rw * rh * (self.source.pixel_size_nm / 1e3) ** 2
+
+    def _on_grid(self, locs: Localizations) -> Localizations:
+        """``locs`` relative to the grid's corner (localizations outside it are dropped by
+        the binning)."""
+        ox, oy = self.origin_nm
+        if ox == 0.0 and oy == 0.0:
+            return locs
+        return replace(locs, x_nm=locs.x_nm - np.float32(ox), y_nm=locs.y_nm - np.float32(oy))
 
     def _check_memory(self, frame_shape: tuple[int, int], px: float) -> None:
         """Refuse, before anything is created, a grid whose live reconstruction (or, without
@@ -520,15 +635,16 @@ class Pipeline:
             what = "live reconstruction"
             per_bin = live_bytes_per_bin(self.model.model.hidden_channels, self.delay_maps, history)
             advice = (
-                "reconstruct a camera region of at most {px} x {px} pixels (`live --roi "
-                "x,y,w,h`), run on a GPU with more memory, or record and localize only "
-                "(--weights none, and a larger bin in the config's grid.bin_nm)"
+                "reconstruct a camera region of at most {px} x {px} pixels (`--recon-roi "
+                "x,y,w,h`, or the default --recon-roi auto; the full frame is still recorded), "
+                "run on a GPU with more memory, or record and localize only (--weights none, "
+                "and a larger bin in the config's grid.bin_nm)"
             )
         else:
             bin_nm, device = self.config.grid.bin_nm, "cpu"
             what = "the live localization display"
             per_bin = display_bytes_per_bin(history)
-            advice = "raise grid.bin_nm in the config or reconstruct a region (`live --roi`)"
+            advice = "raise grid.bin_nm in the config or reconstruct a region (`--recon-roi`)"
         need = MemoryNeed(what, grid_shape(fov, bin_nm), bin_nm, per_bin, LIVE_FIXED_BYTES)
         need.check(device, advice=advice, pixel_size_nm=px)
 
@@ -795,7 +911,7 @@ class Pipeline:
                 self._maps_in += 1
             if self.model is None:
                 return
-            area = self._area_um2()
+            area = self._grid_area_um2()
             rate = total_locs / max(total_frames, 1) / area
             for out in self.streamer.push(counts / map_scale(rate, w, self.bin_nm), k):
                 deliver(out)
@@ -875,7 +991,9 @@ class Pipeline:
                     dropped[k] = dropped.get(k, 0) + min(b, (k + 1) * w) - max(a, k * w)
             if block.n:
                 k0, k1 = block.first // w, (block.first + block.n - 1) // w
-                maps = count_maps(block.locs, self.bin_nm, (ny, nx), w, k1 - k0 + 1, k0 * w)
+                maps = count_maps(
+                    self._on_grid(block.locs), self.bin_nm, (ny, nx), w, k1 - k0 + 1, k0 * w
+                )
                 for j, k in enumerate(range(k0, k1 + 1)):
                     if k in partial:
                         partial[k] += maps[j]
@@ -919,7 +1037,7 @@ class Pipeline:
         ev = evidence_from_counts(counts, frames, rec[None], self.bin_nm)[0]
         out = temper_confidence(conf[None], rec[None], ev[None])[0]
         if self.model is not None and total_frames:
-            factor = self.model.density_factor(total_locs / total_frames / self._area_um2())
+            factor = self.model.density_factor(total_locs / total_frames / self._grid_area_um2())
             out = out * np.float32(factor)
         return out
 
@@ -1008,6 +1126,7 @@ class Pipeline:
             "outputs": st.outputs,
             "busy_s": {k: round(v, 3) for k, v in self._busy.items()},
             "delay_maps": self.delay_maps,
+            "recon_roi_px": list(self.recon_roi_px),
             "latency_s": {
                 "p50": float(np.percentile(lat, 50)) if len(lat) else None,
                 "p99": float(np.percentile(lat, 99)) if len(lat) else None,
@@ -1103,6 +1222,8 @@ class Pipeline:
         model = self.model
         if self._window_warning:
             out.append(self._window_warning)
+        if self._roi_warning:
+            out.append(self._roi_warning)
         if model is not None and self._frames_localized > 5 * self.window and density > 0:
             msg = model.density_warning(density, self.window)
             if msg:

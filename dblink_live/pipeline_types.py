@@ -144,6 +144,9 @@ class LiveResults:
         First raw frame of the newest reconstruction's window.
     pixel_size_nm, bin_nm, window_frames
         Camera pixel size, reconstruction bin and window W.
+    origin_nm
+        (x, y) nm of the reconstruction grid's corner on the camera: (0, 0) for the full
+        frame, the region's corner when a region is reconstructed (``live.recon_roi``).
     """
 
     version: int = 0
@@ -158,4 +161,5 @@ class LiveResults:
     pixel_size_nm: float = 0.0
     bin_nm: float = 0.0
     window_frames: int = 0
+    origin_nm: tuple[float, float] = (0.0, 0.0)
     extra: dict = field(default_factory=dict)

@@ -133,6 +133,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         with tempfile.TemporaryDirectory(prefix="dblink-isolated-") as basetemp:
             cmd = [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q"]
             cmd += ["-p", "no:cacheprovider", "--basetemp", basetemp]
+            # no warnings summary: it would push the failure itself out of the excerpt below
+            cmd += ["--disable-warnings"]
+            if gui:  # napari's own fixtures (make_napari_viewer), off in the main run
+                cmd += ["-p", "napari.utils._testsupport"]
             try:
                 proc = subprocess.run(
                     cmd,
@@ -164,6 +168,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         f"the child process crashed (signal {-proc.returncode}) on every one of "
         f"{ISOLATED_CRASH_RETRIES + 1} runs; crash digest:\n{digest}"
     )
+
+
+if not os.environ.get(_IN_CHILD):
+
+    @pytest.fixture
+    def make_napari_viewer() -> None:
+        """Stands in for napari's fixture in the main run, where a ``napari_gui`` test only
+        starts its child process (which loads napari's plugin and its real fixture)."""
+        return None
 
 
 @pytest.fixture(scope="session")

@@ -699,7 +699,10 @@ def test_viewer_on_real_demo_pipeline(windows, tmp_path: Path, qtbot) -> None:
         pytest.skip(f"dblink_live.pipeline not available: {exc}")
     from dblink_live.config import RunConfig
 
-    cfg = RunConfig().updated(simulation={"camera": {"width_px": 32, "height_px": 32}})
+    cfg = RunConfig().updated(
+        simulation={"camera": {"width_px": 32, "height_px": 32}},
+        live={"recon_roi": "full"},  # the whole grid, however busy the machine
+    )
     pipe = demo_pipeline(tmp_path / "demo.zarr", n_frames=200, fps=200, config=cfg, device="cpu")
     pipe.start()
     win = windows(pipeline=pipe)

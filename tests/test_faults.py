@@ -48,7 +48,10 @@ def _cmd() -> list[str]:
 def _small_config(tmp_path: Path) -> Path:
     """A 32x32-pixel camera (128x128-bin grid): quick on 2 cores."""
     cfg = tmp_path / "small.yaml"
-    save_config(RunConfig().updated(simulation={"camera": {"width_px": 32, "height_px": 32}}), cfg)
+    small = RunConfig().updated(
+        simulation={"camera": {"width_px": 32, "height_px": 32}}, live={"recon_roi": "full"}
+    )
+    save_config(small, cfg)
     return cfg
 
 

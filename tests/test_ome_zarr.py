@@ -31,7 +31,7 @@ OLD = Path(__file__).parent / "data" / "format_v1.zarr"
 def _small_config(tmp: Path, frames: int) -> Path:
     cfg = RunConfig().updated(
         simulation={"n_frames": frames, "camera": {"width_px": 32, "height_px": 32}},
-        live={"latency_budget_s": 600.0},
+        live={"latency_budget_s": 600.0, "recon_roi": "full"},
     )
     path = tmp / "small.yaml"
     save_config(cfg, path)

@@ -31,7 +31,8 @@ from dblink_live.sim.record import simulate_recording
 def _small(frames: int = 200) -> RunConfig:
     """A 32x32-pixel camera (128x128-bin grid) so the tests stay quick on 2 cores."""
     return RunConfig().updated(
-        simulation={"n_frames": frames, "camera": {"width_px": 32, "height_px": 32}}
+        simulation={"n_frames": frames, "camera": {"width_px": 32, "height_px": 32}},
+        live={"recon_roi": "full"},  # the whole grid, however busy the machine (see test_recon_roi)
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from dblink_live.cli import main
 from dblink_live.config import RunConfig, save_config
 from dblink_live.errors import DblinkError
+from dblink_live.io.recording import Recording
 from dblink_live.resources import (
     USABLE_FRACTION,
     MemoryNeed,
@@ -102,21 +103,36 @@ def test_reprocess_lowers_its_chunk_to_fit(tmp_path: Path, caplog) -> None:
 
 @pytest.mark.mm
 @pytest.mark.timeout(240)
-def test_live_on_micromanagers_demo_config_is_refused_with_a_roi_that_fits(
+def test_live_on_micromanagers_demo_config_reconstructs_a_region_that_fits(
     tmp_path: Path,
 ) -> None:
-    """Micro-Manager's demo config (512 x 512 pixels of 1 um) is a 12,800 x 12,800-bin grid:
-    refused before any recording exists, with the camera region that fits."""
+    """Micro-Manager's demo config (512 x 512 pixels of 1 um) is a 12,800 x 12,800-bin grid.
+    With the full frame asked for, it is refused before any recording exists, with the region
+    that fits; by default a centred region is reconstructed, said, and the full frame recorded."""
     mm_test_adapters = pytest.importorskip("mm_test_adapters")
     adapters = mm_test_adapters.device_adapter_path()
-    out = tmp_path / "mm.zarr"
-    r = subprocess.run(
-        [sys.executable, "-m", "dblink_live.cli", "live", "--adapter-path", adapters,
-         "--mm-config", str(Path(adapters) / "MMConfig_demo.cfg"), "-n", "50", "--headless",
-         "-o", str(out), "--device", "cpu"],
-        capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
+
+    def live(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dblink_live.cli", "live", "--adapter-path", adapters,
+             "--mm-config", str(Path(adapters) / "MMConfig_demo.cfg"), "-n", "50",
+             "--headless", "-o", str(out), "--device", "cpu", "--localizer", "classic", *extra],
+            capture_output=True, text=True, timeout=200,
+        )  # fmt: skip
+
+    full = tmp_path / "full.zarr"
+    r = live(full, "--recon-roi", "full")
     err = " ".join(r.stderr.split())
     assert r.returncode == 2, r.stderr
-    assert "12,800 x 12,800 bins" in err and "live --roi" in err and "Traceback" not in err
-    assert not out.exists()
+    assert "12,800 x 12,800 bins" in err and "--recon-roi" in err and "Traceback" not in err
+    assert not full.exists()
+    auto = tmp_path / "auto.zarr"
+    r = live(auto)
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, said[-3000:]
+    assert "centred region" in said and "Traceback" not in said
+    rec = Recording.open(auto)
+    assert rec.frame_shape == (512, 512) and rec.n_frames == 50
+    attrs = rec.read_image("reconstruction")[1]
+    x, y, w, h = attrs["recon_roi_px"]
+    assert w < 512 and h < 512 and attrs["origin_nm"] == [x * 1000.0, y * 1000.0]

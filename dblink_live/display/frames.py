@@ -44,6 +44,9 @@ class ViewFrame:
         Reconstruction grid bin (nm): grid images span ``X' * bin_nm`` nm.
     window_frames
         Raw frames per map (W).
+    origin_nm
+        (x, y) nm of the grid's corner: a reconstructed region's corner on the camera, a
+        table's data box; (0, 0) for a full camera frame.
     version
         ``LiveResults.version`` for live frames, -1 for frames read from a recording.
     """
@@ -60,6 +63,7 @@ class ViewFrame:
     pixel_size_nm: float = 0.0
     bin_nm: float = 0.0
     window_frames: int = 0
+    origin_nm: tuple[float, float] = (0.0, 0.0)
     version: int = -1
 
     @classmethod
@@ -77,6 +81,7 @@ class ViewFrame:
             pixel_size_nm=float(res.pixel_size_nm),
             bin_nm=float(res.bin_nm),
             window_frames=int(res.window_frames),
+            origin_nm=(float(res.origin_nm[0]), float(res.origin_nm[1])),
             version=int(res.version),
         )
 

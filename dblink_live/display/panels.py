@@ -72,6 +72,7 @@ class ImagePanel(QtWidgets.QWidget):
         self.setObjectName(title)
         self._image: np.ndarray | None = None
         self._scale_nm = 0.0
+        self._origin_nm = (0.0, 0.0)
         self.title = QtWidgets.QLabel(title)
         self.title.setStyleSheet("font-weight: bold")
         self.subtitle = QtWidgets.QLabel("")
@@ -146,8 +147,14 @@ class ImagePanel(QtWidgets.QWidget):
     def lut(self) -> str:
         return self.lut_box.currentText()
 
-    def set_image(self, image: np.ndarray | None, scale_nm: float) -> bool:
-        """Show (Y, X) ``image`` whose pixels are ``scale_nm`` nm wide (None clears it).
+    def set_image(
+        self,
+        image: np.ndarray | None,
+        scale_nm: float,
+        origin_nm: tuple[float, float] = (0.0, 0.0),
+    ) -> bool:
+        """Show (Y, X) ``image`` whose pixels are ``scale_nm`` nm wide, its corner at
+        ``origin_nm`` (x, y; nm: a reconstructed region's corner on the camera), None clears it.
 
         Returns False, and repaints nothing, when the same image is already on screen.
         """
@@ -159,6 +166,7 @@ class ImagePanel(QtWidgets.QWidget):
         if (
             old is not None
             and scale_nm == self._scale_nm
+            and tuple(origin_nm) == self._origin_nm
             and old.shape == image.shape
             and old.dtype == image.dtype
             and np.array_equal(old, image)
@@ -169,9 +177,11 @@ class ImagePanel(QtWidgets.QWidget):
             low, high = auto_levels(image)
             self._set_spins(low, high)
         self.item.setImage(image, autoLevels=False, levels=self.levels)
-        if scale_nm > 0 and scale_nm != self._scale_nm:
-            self._scale_nm = float(scale_nm)
-            self.item.setTransform(QtGui.QTransform.fromScale(scale_nm, scale_nm))
+        origin = (float(origin_nm[0]), float(origin_nm[1]))
+        if scale_nm > 0 and (scale_nm != self._scale_nm or origin != self._origin_nm):
+            self._scale_nm, self._origin_nm = float(scale_nm), origin
+            s = float(scale_nm)
+            self.item.setTransform(QtGui.QTransform(s, 0.0, 0.0, s, origin[0], origin[1]))
         self.item.show()
         self.scale_bar.show()
         return True

@@ -284,6 +284,7 @@ class RecordingSource:
             pixel_size_nm=self.pixel_size_nm,
             bin_nm=self.bin_nm,
             window_frames=self.window_frames,
+            origin_nm=self.origin_nm,
         )
 
     def describe(self) -> str:

@@ -585,12 +585,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.counters["redraws"] += 1
         if vf.raw is None and self.source is not None and not self.source.has_raw:
             # a recording made from a table: its localizations stand in for the camera
-            self.raw_panel.set_image(vf.render, vf.bin_nm)
+            self.raw_panel.set_image(vf.render, vf.bin_nm, vf.origin_nm)
             self.raw_panel.subtitle.setText("no camera frames: localizations shown")
         else:
             self.raw_panel.set_image(vf.raw, vf.pixel_size_nm)
             self.raw_panel.subtitle.setText(f"frame {vf.frame_index}" if vf.raw is not None else "")
-        self.render_panel.set_image(vf.render, vf.bin_nm)
+        self.render_panel.set_image(vf.render, vf.bin_nm, vf.origin_nm)
         if vf.render is not None:
             frames = vf.render_maps * vf.window_frames
             self.render_panel.subtitle.setText(
@@ -599,8 +599,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         key = (vf.output_index, 0 if vf.version >= 0 else 1)
         if key != self._shown_output or vf.reconstruction is None:
             self._shown_output = key
-            self.recon_panel.set_image(vf.reconstruction, vf.bin_nm)
-            self.conf_panel.set_image(vf.confidence, vf.bin_nm)
+            self.recon_panel.set_image(vf.reconstruction, vf.bin_nm, vf.origin_nm)
+            self.conf_panel.set_image(vf.confidence, vf.bin_nm, vf.origin_nm)
             self._tint_dirty = True
             text = ""
             if vf.output_index >= 0:

@@ -879,7 +879,11 @@ class Recording:
                 "window_frames": arr.attrs.get("window_frames"),
                 "stride_frames": arr.attrs.get("stride_frames"),
                 "model": (arr.attrs.get("model") or {}).get("name"),
+                "origin_nm": arr.attrs.get("origin_nm"),
             }
+            roi = arr.attrs.get("recon_roi_px")
+            if roi and list(roi[2:]) != list(self.frame_shape[::-1]):  # a region, not the frame
+                out["images"][name]["recon_roi_px"] = list(roi)
         return out
 
     def __repr__(self) -> str:

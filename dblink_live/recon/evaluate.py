@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,29 @@ def confidence_quartiles(
 
 def _scores(pred_bin: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     return {f"tol{t}": score_reconstruction(pred_bin, truth, t).to_dict() for t in (0, 1)}
+
+
+def _crop_to(
+    image: tuple[np.ndarray, dict[str, Any]],
+    origin_nm: tuple[float, float],
+    shape_yx: tuple[int, ...],
+    bin_nm: float,
+    path: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The part of a ground-truth image (same bin) under a grid of ``shape_yx`` bins whose
+    corner is at ``origin_nm`` (x, y)."""
+    data, attrs = image
+    gx, gy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
+    j0, i0 = round((origin_nm[0] - gx) / bin_nm), round((origin_nm[1] - gy) / bin_nm)
+    ny, nx = int(shape_yx[0]), int(shape_yx[1])
+    if (i0, j0) == (0, 0) and data.shape[1:] == (ny, nx):
+        return image
+    if i0 < 0 or j0 < 0 or i0 + ny > data.shape[1] or j0 + nx > data.shape[2]:
+        raise DblinkError(
+            f"{path}: the reconstruction's grid ({nx}x{ny} bins at {origin_nm} nm) is not "
+            "inside its ground truth's"
+        )
+    return data[:, i0 : i0 + ny, j0 : j0 + nx], attrs
 
 
 def _truth_on_grid(
@@ -160,6 +184,11 @@ def evaluate_recording(
     elif abs(float(skel[1]["bin_nm"]) - bin_nm) > 1e-6 or int(skel[1]["window_frames"]) != w:
         # e.g. reprocessed at W = 40 a simulation recorded with W = 10 ground truth
         skel, struct = _truth_on_grid(rec, skel, bin_nm, w)
+    # a region reconstructed live (``live.recon_roi``): the ground truth of the whole field
+    # cropped to it, and the localizations taken relative to its corner
+    ox, oy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
+    skel = _crop_to(skel, (ox, oy), data.shape[1:], bin_nm, path)
+    struct = _crop_to(struct, (ox, oy), data.shape[1:], bin_nm, path)
     model = attrs.get("model", {})
     target = model.get("target") or (
         "structure" if model.get("structure") == "mitochondria" else "skeleton"
@@ -186,6 +215,8 @@ def evaluate_recording(
     pred_bin = binarize(pred)
     starts = keep * w
     locs = rec.read_localizations()
+    if ox or oy:
+        locs = replace(locs, x_nm=locs.x_nm - np.float32(ox), y_nm=locs.y_nm - np.float32(oy))
     shape = pred.shape[1:]
     report: dict[str, Any] = {
         "recording": str(path),

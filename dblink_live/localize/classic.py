@@ -170,14 +170,18 @@ class ClassicLocalizer:
             jtj = jac.transpose(1, 2) @ jac
             jtr = (jac.transpose(1, 2) @ res[:, :, None])[:, :, 0]
             damp = jtj + lam[:, None, None] * (jtj * eye).clamp_min(1e-6)
-            step = torch.linalg.solve(damp, jtr)
+            # solve_ex: a singular system (a flat or saturated spot in a large field) fails only
+            # its own candidate, which keeps its values and gets more damping, not the whole run
+            step, info = torch.linalg.solve_ex(damp, jtr)
+            failed = (info != 0) | ~torch.isfinite(step).all(1)
+            step = torch.where(failed[:, None], torch.zeros_like(step), step)
             step[:, :2] = step[:, :2].clamp(-1.0, 1.0)
             nx, ny = x + step[:, 0], y + step[:, 1]
             nn, nb = (nph + step[:, 2]).clamp_min(1.0), b + step[:, 3]
             ns = (sigma + step[:, 4]).clamp(0.3, 5.0) if fit_sigma else sigma
             nmu, njac = model(nx, ny, nn, nb, ns)
             ncost = ((rois - nmu) ** 2).flatten(1).sum(1)
-            better = ncost < cost
+            better = (ncost < cost) & ~failed
             lam = torch.where(better, lam * 0.3, lam * 4.0).clamp(1e-6, 1e6)
             sel = better[:, None]
             x, y = torch.where(better, nx, x), torch.where(better, ny, y)

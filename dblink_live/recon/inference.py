@@ -28,12 +28,12 @@ import numpy as np
 import torch
 import zarr
 
-from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_names, shipped_or_path
+from dblink_live.checkpoints import file_sha256, shipped_names
 from dblink_live.config import ReconModelConfig
 from dblink_live.errors import DblinkError
 from dblink_live.localize.base import resolve_device
+from dblink_live.recon.checkpoint import read_recon_checkpoint, resolve_recon_weights
 from dblink_live.recon.model import ConvBiLSTM, State
-from dblink_live.recon.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
 __all__ = [
     "LoadedModel",
@@ -209,21 +209,11 @@ def choose_recon_weights(structure: str, window_frames: int) -> str:
     return min(candidates, key=lambda n: (distance(n), n != default), default=default)
 
 
-def resolve_recon_weights(weights: str | Path) -> Path:
-    """Path of a checkpoint from a shipped name (``dblink_live/weights/NAME.pt``) or a path."""
-    return shipped_or_path(
-        weights,
-        "reconstruction",
-        f"a shipped name ({', '.join(shipped_names('recon_'))}); train one with "
-        "`dblink-live train`",
-    )
-
-
 def load_recon_model(weights: str | Path, device: str = "auto") -> LoadedModel:
     """Load a self-describing ConvBiLSTM checkpoint (best validation weights when present)."""
     path = resolve_recon_weights(weights)
     dev = resolve_device(device)
-    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "reconstruction", dev)
+    ckpt = read_recon_checkpoint(path, dev)
     model = ConvBiLSTM(**ReconModelConfig(**ckpt["architecture"]).model_dump())
     model.load_state_dict(ckpt.get("best_model_state") or ckpt["model_state"])
     model.to(dev).eval()

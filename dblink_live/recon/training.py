@@ -36,19 +36,25 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from dblink_live import __version__
-from dblink_live.checkpoints import file_sha256, read_checkpoint
-from dblink_live.config import ReconModelConfig, RunConfig
+from dblink_live.config import RunConfig
 from dblink_live.errors import DblinkError
 from dblink_live.localize import Localizer, make_localizer
 from dblink_live.localize.base import resolve_device
-from dblink_live.recon.data import NORM_FACTOR, make_sequence
+from dblink_live.recon.checkpoint import (  # re-exported: where they were defined before
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    load_init_weights,
+    make_checkpoint,
+)
+from dblink_live.recon.data import make_sequence
 from dblink_live.recon.model import ConvBiLSTM
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
     "draw_sequences",
     "load_init_weights",
+    "make_checkpoint",
     "recon_loss",
     "sample_batch",
     "train_recon",
@@ -58,8 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = "dblink-live-recon"
-CHECKPOINT_VERSION = 1
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -205,108 +209,6 @@ def _distributed() -> tuple[int, int]:
     if world > 1:
         return dist.get_rank(), world
     return 0, 1
-
-
-def make_checkpoint(
-    model: ConvBiLSTM,
-    config: RunConfig,
-    step: int,
-    optimizer,
-    scheduler,
-    metrics: dict[str, Any],
-    best_state: dict | None = None,
-    init: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Everything needed to rebuild the model, run it on the right grid, and resume.
-
-    ``init`` names the checkpoint a fine-tuning run started from (path, sha256, step).
-    """
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "package_version": __version__,
-        "architecture": config.recon_model.model_dump(mode="json"),
-        "grid": {"bin_nm": config.grid.bin_nm, "window_frames": config.grid.window_frames},
-        "normalization": {"kind": "mean_count", "factor": NORM_FACTOR},
-        "structure": config.simulation.structure.kind,
-        "target": config.recon_training.target,
-        "config": config.to_dict(),
-        "step": step,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        # the weights with the best validation loss: what inference loads
-        "best_model_state": best_state,
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
-        "metrics": metrics,
-        "init": init,
-    }
-
-
-def load_init_weights(
-    weights: str | Path, config: RunConfig, device: torch.device | str = "cpu"
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights to fine-tune from: the best weights of a reconstruction checkpoint.
-
-    Parameters
-    ----------
-    weights
-        A shipped name (``recon_filaments``, ``recon_mitochondria``) or a ``.pt`` path.
-    config
-        The new run's config; its ``recon_model`` must describe the same architecture.
-    device
-        Where the tensors are loaded.
-
-    Returns
-    -------
-    state : the model state dict (``best_model_state`` when present, else ``model_state``)
-    info : ``{"path", "name", "sha256", "step", "grid", "structure"}`` of the checkpoint
-
-    Raises
-    ------
-    DblinkError
-        if the checkpoint is missing or not a reconstruction checkpoint, or its architecture
-        differs from ``config.recon_model``.
-    """
-    from dblink_live.recon.inference import resolve_recon_weights  # imports this module
-
-    path = resolve_recon_weights(weights)
-    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "reconstruction", device)
-    try:
-        theirs = ReconModelConfig(**ckpt["architecture"]).model_dump()
-    except Exception as exc:  # a hand-edited or foreign architecture block
-        raise DblinkError(f"{path} has an unreadable architecture: {exc}") from None
-    ours = config.recon_model.model_dump()
-    differ = [k for k in ours if ours[k] != theirs.get(k)]
-    if differ:
-        diffs = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} in the config" for k in differ)
-        raise DblinkError(
-            f"cannot fine-tune from {path}: its architecture differs from the config's "
-            f"recon_model ({diffs}); set recon_model to the checkpoint's "
-            f"(preset: {theirs.get('preset')}) or train from scratch without --init"
-        )
-    grid = ckpt.get("grid", {})
-    if grid and (
-        float(grid.get("bin_nm", config.grid.bin_nm)) != config.grid.bin_nm
-        or int(grid.get("window_frames", config.grid.window_frames)) != config.grid.window_frames
-    ):
-        log.warning(
-            "fine-tuning %s (trained on bins of %s nm, W=%s) on bins of %s nm, W=%s",
-            path.name,
-            grid.get("bin_nm"),
-            grid.get("window_frames"),
-            config.grid.bin_nm,
-            config.grid.window_frames,
-        )
-    state = ckpt.get("best_model_state") or ckpt["model_state"]
-    info = {
-        "path": str(path),
-        "name": path.stem,
-        "sha256": file_sha256(path),
-        "step": int(ckpt.get("step", 0)),
-        "grid": grid,
-        "structure": ckpt.get("structure"),
-    }
-    return state, info
 
 
 def _validate(

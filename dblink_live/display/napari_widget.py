@@ -216,7 +216,8 @@ class DblinkLiveWidget(QWidget):
             self.shown_version = int(res.version)
             self._show(res)
         status = self.pipeline.status()
-        self.status.setText(status.line())
+        # the warnings too: a region reconstructed instead of the frame, skipped maps, ...
+        self.status.setText("\n".join([status.line(), *(f"warning: {w}" for w in status.warnings)]))
         if status.state.done:
             self.timer.stop()
             if status.state is PipelineState.FAILED:
@@ -226,12 +227,14 @@ class DblinkLiveWidget(QWidget):
 
     def _show(self, res: Any) -> None:
         px, bin_nm = float(res.pixel_size_nm), float(res.bin_nm)
+        corner = (float(res.origin_nm[1]), float(res.origin_nm[0]))  # (y, x) of a region
         if res.raw is not None and px > 0:
-            self._set_layer("raw", res.raw, px, "gray", None)
+            self._set_layer("raw", res.raw, px, "gray", None, (0.0, 0.0))
         if res.reconstruction is not None and bin_nm > 0:
-            self._set_layer("reconstruction", res.reconstruction, bin_nm, "magma", (0.0, 1.0))
+            recon = res.reconstruction
+            self._set_layer("reconstruction", recon, bin_nm, "magma", (0.0, 1.0), corner)
         if res.confidence is not None and bin_nm > 0:
-            self._set_layer("confidence", res.confidence, bin_nm, "viridis", (0.0, 1.0))
+            self._set_layer("confidence", res.confidence, bin_nm, "viridis", (0.0, 1.0), corner)
 
     def _set_layer(
         self,
@@ -240,12 +243,14 @@ class DblinkLiveWidget(QWidget):
         step_nm: float,
         colormap: str,
         limits: tuple[float, float] | None,
+        corner_yx: tuple[float, float],
     ) -> None:
         name = LIVE_LAYERS[key]
-        scale, translate = (step_nm, step_nm), (step_nm / 2, step_nm / 2)  # element centres
+        scale = (step_nm, step_nm)
+        translate = (corner_yx[0] + step_nm / 2, corner_yx[1] + step_nm / 2)  # element centres
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            if layer.data.shape == data.shape:
+            if layer.data.shape == data.shape and tuple(layer.translate) == translate:
                 layer.data = data
                 return
             self.viewer.layers.remove(name)

@@ -41,8 +41,7 @@ def test_latency_is_bounded_under_a_competing_load_and_skips_are_counted(tmp_pat
     try:
         r = subprocess.run(
             [sys.executable, "-m", "dblink_live.cli", "demo", "--headless", "-n", "2500",
-             "--seed", "2", "--device", "cpu", "-o", str(out),
-             "--recon-roi", "full"],  # the budget's skipping is what is tested, not a region
+             "--seed", "2", "--device", "cpu", "-o", str(out)],
             capture_output=True, text=True, timeout=240,
         )  # fmt: skip
     finally:

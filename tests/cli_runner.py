@@ -3,6 +3,7 @@ would: its exit status, stdout and stderr, never a traceback hidden in-process."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -18,3 +19,13 @@ def run_cli(
         timeout=timeout,
         env=env,
     )
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C: SIGINT back to its default.
+
+    A shell starts a background job (``cmd &`` without job control: nohup, CI launchers) with
+    SIGINT ignored, the child inherits that, and ``dblink-live`` rightly keeps an ignored
+    SIGINT ignored, so a test's Ctrl-C would never arrive. The child gets the disposition an
+    interactive terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import interruptible
 
 from dblink_live.io import Recording
 
@@ -242,6 +243,7 @@ def test_ctrl_c_during_reprocess_overwrite_keeps_the_old_reconstruction(tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     staged = rec / "reconstruction.partial"
     deadline = time.monotonic() + 120

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import interruptible
 
 from dblink_live.acquire import ReplaySource
 from dblink_live.cli import main
@@ -409,7 +410,7 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "dblink_live.cli", "demo", "-n", "5000", "-c", str(cfg), "-o",
          str(out), "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -447,7 +447,7 @@ class Pipeline:
         self.origin_nm = (rx * px, ry * px)
         self._check_memory((rh, rw), px)
         capacity = self._ring_capacity or max(256, round(cfg.live.ring_seconds / interval))
-        self.ring = FrameRing(capacity, src.frame_shape, background_writer=True)
+        self.ring = FrameRing(capacity, src.frame_shape)  # numpy slots, committed in put
         extra = {
             "live": True,
             "source": type(src).__name__,

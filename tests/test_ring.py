@@ -107,9 +107,30 @@ def test_on_disk_ring_is_visible_to_another_reader(tmp_path: Path) -> None:
     ring = FrameRing(6, (16, 12), path=tmp_path / "ring.zarr")
     for i in range(3):
         ring.put(_frame(i))
+    # an on-disk ring stages frames by default: another process sees them once committed
+    deadline = time.monotonic() + 10
+    while ring.frames_put < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     other = zarr.open_array(tmp_path / "ring.zarr", mode="r")
     assert other.shape == (6, 16, 12)
     assert np.array_equal(other[:3, 0, 0], [0, 1, 2])
+    ring.close()  # stops its writer thread
+
+
+def test_an_in_memory_ring_commits_in_put_into_numpy_slots() -> None:
+    """What the live pipeline builds: a frame is visible to readers when put returns, and the
+    stored copy is the ring's own (changing the caller's array afterwards changes nothing)."""
+    ring = FrameRing(4, (16, 12))
+    cur = ring.cursor("display")
+    frame = _frame(5)
+    assert ring.put(frame) == 0 and ring.frames_put == 1
+    frame[:] = 99
+    got = cur.get(timeout=0)
+    assert got is not None and got.frames[0, 0, 0] == 5
+    number, newest = ring.newest()
+    assert number == 0 and newest[0, 0] == 5
+    newest[:] = 7  # a copy: the ring is untouched
+    assert ring.newest()[1][0, 0] == 5
 
 
 def test_a_lossless_cursor_keeps_what_would_be_overwritten() -> None:

@@ -1,4 +1,4 @@
-"""FrameRing: a fixed-capacity, zarr-backed ring buffer of camera frames.
+"""FrameRing: a fixed-capacity ring buffer of camera frames (numpy in memory, zarr on disk).
 
 One producer (the acquisition hook) puts frames; they are numbered 0, 1, 2, ... for the whole
 run. Several consumers (recorder, localizer, display) read with their own cursor. The producer
@@ -12,15 +12,18 @@ overwrite a frame that cursor has not read yet, it first copies that frame aside
 cursor's backlog (memory), so the producer still never waits; the cursor reads its backlog
 first. ``backlog`` says how many frames are held that way.
 
-Storage is a zarr array of shape (capacity, Y, X), one chunk per frame, uncompressed: in memory
-by default, or on disk (``path``) so another process can watch the ring.
+Storage is a preallocated numpy array of shape (capacity, Y, X) in memory (a frame goes in with
+one slot copy), or, with ``path``, a zarr array on disk, one uncompressed chunk per frame, so
+that another process can watch the ring.
 
-With ``background_writer=True`` (what the live pipeline uses), :meth:`FrameRing.put` only checks
-and copies the frame into a staging queue and returns; a writer thread commits staged frames
-into the zarr storage in order. A zarr write goes through zarr's I/O event loop thread, and
+With ``background_writer=True`` (the default for an on-disk ring), :meth:`FrameRing.put` only
+checks and copies the frame into a staging queue and returns; a writer thread commits staged
+frames into storage in order. A zarr write goes through zarr's I/O event loop thread, and
 waiting on it from the acquisition hook while other threads hold the GIL costs milliseconds;
-staging keeps the hook in the tens of microseconds. Consumers see a frame once it is committed;
-:meth:`FrameRing.close` commits everything staged first.
+staging keeps the hook in the tens of microseconds. An in-memory ring commits in ``put``
+itself (a slot copy is cheaper than staging; ``scripts/bench_ring.py`` measures both).
+Consumers see a frame once it is committed; :meth:`FrameRing.close` commits everything staged
+first.
 """
 
 from __future__ import annotations
@@ -80,24 +83,32 @@ class FrameRing:
         frame_shape: tuple[int, int],
         dtype: str | np.dtype = "uint16",
         path: str | Path | None = None,
-        background_writer: bool = False,
+        background_writer: bool | None = None,
     ):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = int(capacity)
         self.frame_shape = tuple(int(v) for v in frame_shape)
         self.dtype = np.dtype(dtype)
-        store = zarr.storage.LocalStore(path) if path is not None else zarr.storage.MemoryStore()
-        self._array = zarr.create_array(
-            store,
-            shape=(self.capacity, *self.frame_shape),
-            chunks=(1, *self.frame_shape),
-            dtype=self.dtype,
-            compressors=None,
-            fill_value=0,
-            overwrite=True,
-            config={"write_empty_chunks": True},
-        )
+        self.path = Path(path) if path is not None else None
+        #: frame slots, (capacity, Y, X): a numpy array in memory, a zarr array on disk
+        self._slots: np.ndarray | zarr.Array
+        if path is None:
+            # written through once here, so no put pays for the first touch of its page
+            self._slots = np.full((self.capacity, *self.frame_shape), 0, self.dtype)
+        else:
+            self._slots = zarr.create_array(
+                zarr.storage.LocalStore(path),
+                shape=(self.capacity, *self.frame_shape),
+                chunks=(1, *self.frame_shape),
+                dtype=self.dtype,
+                compressors=None,
+                fill_value=0,
+                overwrite=True,
+                config={"write_empty_chunks": True},
+            )
+        if background_writer is None:
+            background_writer = path is not None
         self._slot_number = np.full(self.capacity, -1, np.int64)
         self._metadata: list[dict[str, Any]] = [{} for _ in range(self.capacity)]
         self._head = 0  # number of the next frame to commit (consumers see frames below it)
@@ -192,16 +203,16 @@ class FrameRing:
                     )
                 ]
                 if need:
-                    held = np.asarray(self._array[s0 : s0 + n])
+                    held = np.asarray(self._slots[s0 : s0 + n])
                     for k, old in need:
                         for cur in self._lossless:
                             if cur.next_frame <= old and old not in cur._backlog:
                                 cur._backlog[old] = (held[k].copy(), self._metadata[s0 + k])
         self._slot_number[s0 : s0 + n] = -1  # mark the slots as being written
         if n == 1:
-            self._array[s0] = frames[0]
+            self._slots[s0] = frames[0]
         else:
-            self._array[s0 : s0 + n] = frames
+            self._slots[s0 : s0 + n] = frames
         self._metadata[s0 : s0 + n] = metas
         self._slot_number[s0 : s0 + n] = np.arange(first, first + n)
         with self._cond:
@@ -238,7 +249,7 @@ class FrameRing:
         if n < 0:
             return None
         slot = n % self.capacity
-        frame = np.array(self._array[slot])
+        frame = np.array(self._slots[slot])
         if self._slot_number[slot] != n:
             return None
         return n, frame
@@ -338,7 +349,7 @@ class RingCursor:
         while start < n:
             s0 = int(slots[start])
             run = min(n - start, ring.capacity - s0)
-            frames[start : start + run] = ring._array[s0 : s0 + run]
+            frames[start : start + run] = ring._slots[s0 : s0 + run]
             start += run
         meta = [ring._metadata[s] for s in slots]
         # frames overwritten during the copy (the oldest ones: a prefix) are lost, not torn
@@ -377,7 +388,7 @@ class RingCursor:
         for i in in_ring:
             num = int(numbers[i])
             slot = num % ring.capacity
-            frames[i] = ring._array[slot]
+            frames[i] = ring._slots[slot]
             meta[i] = ring._metadata[slot]
         with ring._cond:
             for i in in_ring:  # overwritten during the copy: the backlog has the original

@@ -8,6 +8,7 @@ from a thread and writes them to a real recording; one test runs the real ``demo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -717,6 +718,61 @@ def test_viewer_on_real_demo_pipeline(windows, tmp_path: Path, qtbot) -> None:
     st = pipe.status()
     assert 0 < st.frames_in <= 200 and st.recorder_lost == 0
     assert Recording.open(tmp_path / "demo.zarr").n_frames == st.frames_in
+
+
+@pytest.mark.qt
+@pytest.mark.timeout(240)
+def test_the_raw_panel_follows_the_camera_while_the_localizer_lags(
+    windows, tmp_path: Path, qtbot
+) -> None:
+    """A real window on a real pipeline (replayed camera at 100 Hz, real ring) whose localizer
+    is made ten times too slow: the camera panel still shows a new frame at >= 15 Hz."""
+    from doubles import SlowLocalizer
+
+    from dblink_live.acquire.replay import ReplaySource
+    from dblink_live.config import RunConfig
+    from dblink_live.pipeline import Pipeline
+    from dblink_live.sim.record import simulate_recording
+
+    cfg = RunConfig().updated(
+        simulation={"n_frames": 1200, "camera": {"width_px": 32, "height_px": 32}},
+        live={"recon_roi": "full"},
+    )
+    rec = tmp_path / "sim.zarr"
+    simulate_recording(cfg, rec, seed=2)
+    assert Recording.open(rec).frame_interval_s == pytest.approx(0.01)
+    pipe = Pipeline(
+        ReplaySource(rec, speed=1),
+        tmp_path / "lagging.zarr",
+        config=cfg,
+        device="cpu",
+        recon="none",
+        localizer=SlowLocalizer(0.5),
+    )
+    pipe.start()
+    win = windows(pipeline=pipe, refresh_hz=20.0)
+    shown: list[tuple[float, int, int]] = []  # (time, raw frame shown, localizer lag)
+
+    def sample() -> None:
+        st = pipe.status()
+        if win.frame is not None and st.state is PipelineState.RUNNING:
+            shown.append(
+                (time.monotonic(), win.frame.frame_index, st.frames_in - st.frames_localized)
+            )
+
+    win.timer.timeout.connect(sample)  # after the window's own refresh
+    qtbot.waitUntil(lambda: any(lag > 100 for *_, lag in shown), timeout=60000)
+    t0 = time.monotonic()
+    qtbot.waitUntil(lambda: time.monotonic() - t0 > 3.0 or pipe.state.done, timeout=10000)
+    win.close()
+    lagging = [(t, f) for t, f, lag in shown if t >= t0 and lag > 100]
+    assert len(lagging) > 20, shown[-5:]
+    span = lagging[-1][0] - lagging[0][0]
+    changes = sum(1 for (_, a), (_, b) in itertools.pairwise(lagging) if b != a)
+    assert changes / span >= 15.0, (changes, span)
+    # and what it shows is the camera: the frame numbers advance at the camera rate
+    advance = (lagging[-1][1] - lagging[0][1]) / span
+    assert advance > 50.0, advance
 
 
 def test_screenshot_script(recording: Path, tmp_path: Path, repo: Path) -> None:

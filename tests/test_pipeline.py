@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_runner import interruptible
+from doubles import SlowLocalizer
 
 from dblink_live.acquire import ReplaySource
 from dblink_live.cli import main
@@ -102,22 +103,6 @@ def test_replay_through_the_pipeline_reproduces_the_recording(
     assert ref() is None
 
 
-class _SlowLocalizer:
-    """A real localizer made deliberately slow (stands in for an overloaded machine)."""
-
-    def __init__(self, delay_s: float):
-        self.inner = make_localizer(RunConfig().localizer.model_copy(), "cpu")
-        self.name = "slow"
-        self.delay_s = delay_s
-        self.device = "cpu"
-        self.calls = 0
-
-    def localize(self, frames, calibration, first_frame=0, **context):
-        self.calls += 1
-        time.sleep(self.delay_s)
-        return self.inner.localize(frames, calibration, first_frame, **context)
-
-
 def test_a_slow_consumer_drops_in_the_live_path_but_the_recording_is_complete(
     small_recording: Path, tmp_path: Path
 ) -> None:
@@ -128,7 +113,7 @@ def test_a_slow_consumer_drops_in_the_live_path_but_the_recording_is_complete(
         config=_small(),
         device="cpu",
         ring_capacity=16,
-        localizer=_SlowLocalizer(0.05),
+        localizer=SlowLocalizer(0.05),
     )
     status = pipe.run()
     assert status.state is PipelineState.FINISHED
@@ -154,7 +139,7 @@ def test_the_raw_frame_follows_the_camera_while_the_localizer_falls_behind(
         config=_small(),
         device="cpu",
         recon="none",
-        localizer=_SlowLocalizer(0.3),
+        localizer=SlowLocalizer(0.3),
     )
     pipe.start()
     behind = []

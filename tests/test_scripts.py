@@ -79,15 +79,14 @@ def test_bench_reprocess_quick(tmp_path: Path, repo: Path) -> None:
 
 def test_bench_ring_quick(tmp_path: Path, repo: Path) -> None:
     out = tmp_path / "bench.json"
-    r = _run(repo, "bench_ring.py", "--frames", "50", "-o", str(out))
+    r = _run(repo, "bench_ring.py", "--frames", "50", "--sizes", "64", "-o", str(out))
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["results"]
-    assert {(row["frame_px"], row["storage"]) for row in rows} == {
-        (64, "memory"),
-        (64, "disk"),
-        (256, "memory"),
-        (256, "disk"),
+    kinds = {"numpy", "numpy+staged", "zarr-memory", "zarr-memory+staged", "zarr-disk+staged"}
+    assert {(row["storage"], row["readers"]) for row in rows} == {
+        (k, n) for k in kinds for n in (0, 2)
     }
+    assert all(0 < row["p50_us"] <= row["p99_us"] <= row["max_us"] for row in rows)
 
 
 def test_bench_delay_quick(tmp_path: Path, repo: Path) -> None:

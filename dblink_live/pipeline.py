@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
 from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
-from dblink_live.localizations import Localizations, count_maps
+from dblink_live.live import LocalizedBlock, MapAssembler, WindowMap
+from dblink_live.localizations import Localizations
 from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.data import map_scale
@@ -56,7 +57,11 @@ from dblink_live.recon.evidence import (
     temper_confidence,
 )
 from dblink_live.recon.inference import LoadedModel, load_recon_model
-from dblink_live.recon.streaming import ProcessStreamingReconstructor, StreamingReconstructor
+from dblink_live.recon.streaming import (
+    ProcessStreamingReconstructor,
+    Reconstructor,
+    StreamingReconstructor,
+)
 from dblink_live.resources import (
     LIVE_FIXED_BYTES,
     MemoryNeed,
@@ -122,17 +127,6 @@ class _Rate:
         if time.monotonic() - t1 > self.span_s:  # nothing recent
             return 0.0
         return (n1 - n0) / max(t1 - t0, 1e-9)
-
-
-@dataclass
-class _Block:
-    """Localizations of frames ``[first, first + n)`` (``lost``: ranges skipped before them)."""
-
-    first: int
-    n: int
-    locs: Localizations
-    lost: list[tuple[int, int]]
-    arrival_s: list[float]
 
 
 class Pipeline:
@@ -241,7 +235,7 @@ class Pipeline:
         self.recon_roi_px: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.origin_nm: tuple[float, float] = (0.0, 0.0)
         self._roi_warning: str | None = None
-        self.streamer: StreamingReconstructor | ProcessStreamingReconstructor | None = None
+        self.streamer: Reconstructor | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -278,7 +272,7 @@ class Pipeline:
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         # on a CPU, leave a core to the reconstruction's child process
         self._torch_threads = torch.get_num_threads()
-        if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
+        if self.streamer is not None and self.streamer.runs_in_child:
             torch.set_num_threads(max(1, min(self._torch_threads, (os.cpu_count() or 2) - 1)))
         self._set_state(PipelineState.RUNNING)
         for target, name in (
@@ -390,7 +384,7 @@ class Pipeline:
         with self._lock:
             res = self._results
             hist = list(self._history)[-max(1, int(render_maps)) :]
-        render = np.sum(hist, axis=0, dtype=np.float32) if hist else None
+        render = np.stack(hist).sum(axis=0, dtype=np.float32) if hist else None
         # the camera frame comes straight from the ring, whatever the localizer's backlog:
         # the raw panel never freezes while the processing falls behind
         newest = self.ring.newest() if self.ring is not None else None
@@ -453,8 +447,9 @@ class Pipeline:
             "source": type(src).__name__,
             "delay_maps": self.delay_maps,
         }
-        if getattr(src, "simulation_metadata", None) is not None:
-            extra.update(simulated=True, simulation=src.simulation_metadata)
+        simulation = getattr(src, "simulation_metadata", None)  # the virtual microscope's
+        if simulation is not None:
+            extra.update(simulated=True, simulation=simulation)
         extra.update(getattr(src, "recording_metadata", None) or {})  # e.g. the MDA sequence
         self.recording = Recording.create(
             self.output,
@@ -617,14 +612,6 @@ class Pipeline:
             return self._area_um2()
         return rw * rh * (self.source.pixel_size_nm / 1e3) ** 2
 
-    def _on_grid(self, locs: Localizations) -> Localizations:
-        """``locs`` relative to the grid's corner (localizations outside it are dropped by
-        the binning)."""
-        ox, oy = self.origin_nm
-        if ox == 0.0 and oy == 0.0:
-            return locs
-        return replace(locs, x_nm=locs.x_nm - np.float32(ox), y_nm=locs.y_nm - np.float32(oy))
-
     def _check_memory(self, frame_shape: tuple[int, int], px: float) -> None:
         """Refuse, before anything is created, a grid whose live reconstruction (or, without
         a model, the display's count maps) cannot fit in memory."""
@@ -712,10 +699,10 @@ class Pipeline:
             self.ring.close()
 
     def _localize_loop(self) -> None:
-        cur, loc = self._loc_cursor, self.localizer
-        assert loc is not None and self.recording is not None
+        cur, loc, ring = self._loc_cursor, self.localizer, self.ring
+        assert loc is not None and ring is not None and self.recording is not None
         batch_n = int(getattr(self.config.localizer, "batch_frames", 16))
-        cnn = bool(getattr(loc, "takes_context", False))
+        cnn = loc.takes_context
         held: tuple[int, np.ndarray, float] | None = None  # CNN: last frame waits for its next
         before: np.ndarray | None = None
         lost_pending: list[tuple[int, int]] = []
@@ -726,12 +713,9 @@ class Pipeline:
             if self._estimate_camera and len(frames) >= 8:
                 self._measure_camera(frames)
             if len(frames):
-                if cnn:
-                    locs = loc.localize(
-                        frames, self.calibration, first, context_before=before, context_after=after
-                    )
-                else:
-                    locs = loc.localize(frames, self.calibration, first)
+                locs = loc.localize(
+                    frames, self.calibration, first, context_before=before, context_after=after
+                )
                 before = frames[-1:]
             else:
                 locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
@@ -740,7 +724,7 @@ class Pipeline:
             self._loc_rate.add(len(frames))
             with self._stats_lock:
                 self._locs_recent.append((len(frames), len(locs)))
-            self._put(_Block(first, len(frames), locs, lost_pending, arrival))
+            self._put(LocalizedBlock(first, len(frames), locs, lost_pending, arrival))
             lost_pending = []
 
         w = self.window
@@ -765,7 +749,7 @@ class Pipeline:
                 take = min(batch_n, to_boundary)
             batch = cur.get(max_frames=take, timeout=0.1)
             if batch is None:
-                if self.ring.closed and cur.available() <= 0:
+                if ring.closed and cur.available() <= 0:
                     break
                 continue
             if batch.lost:
@@ -792,8 +776,7 @@ class Pipeline:
         if held is not None and not self._abort.is_set():
             emit(held[0], held[1][None], [held[2]], None)
         if lost_pending and not self._abort.is_set():  # skipped at the very end: say so
-            shape = self.ring.frame_shape
-            emit(cur.next_frame, np.empty((0, *shape), self.ring.dtype), [], None)
+            emit(cur.next_frame, np.empty((0, *ring.frame_shape), ring.dtype), [], None)
         self._put(_END)
 
     def _set_latency_budget(self, arrival_s: float | None) -> None:
@@ -852,11 +835,8 @@ class Pipeline:
     def _recon_loop(self) -> None:
         w = self.window
         ny, nx = self.grid_yx
-        partial: dict[int, np.ndarray] = {}
-        dropped: dict[int, int] = {}
-        arrival_end: dict[int, float] = {}
-        covered = 0  # frames [0, covered) are localized or known lost
-        next_map = 0
+        assembler = MapAssembler(w, self.grid_yx, self.bin_nm, self.origin_nm)
+        arrival_end: dict[int, float] = {}  # map -> arrival of its last frame, until output
         total_locs, total_frames = 0.0, 0
         pending_out: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         last_flush = time.monotonic()
@@ -885,17 +865,16 @@ class Pipeline:
         skipped: deque[int] = deque()  # maps with no localized frame: not reconstructed
         next_written = [0]  # the next map index the recording's images get
 
-        def finish_map(k: int) -> None:
+        def finish_map(wm: WindowMap) -> None:
             nonlocal total_locs, total_frames
-            counts = partial.pop(k, None)
-            if counts is None:
-                counts = np.zeros((ny, nx), np.float32)
-            valid = w - dropped.pop(k, 0)
+            k, counts, valid = wm.index, wm.counts, wm.valid_frames
+            if wm.arrival_s is not None:
+                arrival_end[k] = wm.arrival_s
             if valid <= 0:  # skipped whole (latency budget) or lost: nothing to reconstruct
                 skipped.append(k)
                 with self._lock:
                     self._maps_in += 1
-                if self.model is not None:  # time moves on: earlier maps may be due now
+                if self.streamer is not None:  # time moves on: earlier maps may be due now
                     for out in self.streamer.advance(k):
                         deliver(out)
                 return
@@ -909,7 +888,7 @@ class Pipeline:
             with self._lock:
                 self._history.append(counts)
                 self._maps_in += 1
-            if self.model is None:
+            if self.streamer is None:  # no reconstruction: maps for the render only
                 return
             area = self._grid_area_um2()
             rate = total_locs / max(total_frames, 1) / area
@@ -962,8 +941,9 @@ class Pipeline:
             write_locs()  # first: the outputs' input is on disk before they are
             if pending_out and self.recording is not None:
                 self.recording.append_image("reconstruction", np.stack([o[1] for o in pending_out]))
-                if pending_out[0][2] is not None:
-                    self.recording.append_image("confidence", np.stack([o[2] for o in pending_out]))
+                confidence = [o[2] for o in pending_out if o[2] is not None]
+                if confidence:
+                    self.recording.append_image("confidence", np.stack(confidence))
                 pending_out.clear()
             last_flush = time.monotonic()
 
@@ -973,46 +953,25 @@ class Pipeline:
             except queue.Empty:
                 if self._abort.is_set():
                     break
-                if isinstance(self.streamer, ProcessStreamingReconstructor):
-                    for out in self.streamer.poll():
-                        deliver(out)
+                for out in self.streamer.poll() if self.streamer is not None else []:
+                    deliver(out)
                 continue
             if item is _END:
                 break
-            block: _Block = item
+            block: LocalizedBlock = item
             t_start = time.perf_counter()
             pending_locs.append(block.locs)
             if block.n:
                 pending_ranges.append((block.first, block.first + block.n))
             if time.monotonic() - last_loc_write[0] > LOC_WRITE_S:
                 write_locs()
-            for a, b in block.lost:
-                for k in range(a // w, (b - 1) // w + 1):
-                    dropped[k] = dropped.get(k, 0) + min(b, (k + 1) * w) - max(a, k * w)
-            if block.n:
-                k0, k1 = block.first // w, (block.first + block.n - 1) // w
-                maps = count_maps(
-                    self._on_grid(block.locs), self.bin_nm, (ny, nx), w, k1 - k0 + 1, k0 * w
-                )
-                for j, k in enumerate(range(k0, k1 + 1)):
-                    if k in partial:
-                        partial[k] += maps[j]
-                    else:
-                        partial[k] = maps[j].astype(np.float32)
-                for f, t in zip(
-                    range(block.first, block.first + block.n), block.arrival_s, strict=True
-                ):
-                    if (f + 1) % w == 0:
-                        arrival_end[f // w] = t
-            covered = max(covered, block.first + block.n, *(b for _, b in block.lost))
-            while (next_map + 1) * w <= covered:
-                finish_map(next_map)
-                next_map += 1
+            for wm in assembler.add(block):
+                finish_map(wm)
             self._busy["reconstruction"] += time.perf_counter() - t_start
-        if self.model is not None and not self._abort.is_set():
+        if self.streamer is not None and not self._abort.is_set():
             for out in self.streamer.flush():
                 deliver(out)
-            placeholders(next_map)
+            placeholders(assembler.next_map)
         flush()
 
     def _tempered(
@@ -1041,14 +1000,10 @@ class Pipeline:
             out = out * np.float32(factor)
         return out
 
-    def _push_map(
-        self, m: np.ndarray, index: int
-    ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        return self.streamer.push(m, index)
-
     def _close_streamer(self) -> None:
-        if isinstance(getattr(self, "streamer", None), ProcessStreamingReconstructor):
-            self.streamer.close()
+        streamer = getattr(self, "streamer", None)  # also from __del__ after a failed init
+        if streamer is not None:
+            streamer.close()
 
     def _supervise(self) -> None:
         """Wait for the workers, finish the recording and set the final state."""
@@ -1094,11 +1049,11 @@ class Pipeline:
             )
         else:
             src = getattr(self.source, "recording", None)
-            truth = copied_truth(src, self.bin_nm, self.window) if src is not None else None
-            if truth is None:
+            copied = copied_truth(src, self.bin_nm, self.window) if src is not None else None
+            if copied is None or src is None:
                 return None
             rec.update_meta(simulated=True, replayed_from=str(src.path))
-        return GroundTruthWriter(rec, truth, self.bin_nm, self.window, GT_BLOCK_MAPS)
+        return GroundTruthWriter(rec, copied, self.bin_nm, self.window, GT_BLOCK_MAPS)
 
     def _truth_loop(self) -> None:
         """Write the ground truth of whole blocks as they are recorded: a killed run keeps it."""

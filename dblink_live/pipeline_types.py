@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["LiveResults", "PipelineState", "PipelineStatus"]
+__all__ = ["LiveResults", "LiveSession", "PipelineState", "PipelineStatus"]
 
 
 class PipelineState(str, enum.Enum):
@@ -163,3 +165,45 @@ class LiveResults:
     window_frames: int = 0
     origin_nm: tuple[float, float] = (0.0, 0.0)
     extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class LiveSession(Protocol):
+    """What a viewer drives and reads: a live run (:class:`dblink_live.pipeline.Pipeline`).
+
+    The viewer window and the napari widget are typed against this, and the viewer's test
+    double implements it (``tests/test_display.py`` checks its signatures against the
+    pipeline's). Every method is thread-safe and returns at once, except :meth:`wait`.
+    """
+
+    @property
+    def state(self) -> PipelineState:
+        """Where the run is (idle, running, draining, finished, failed)."""
+        ...
+
+    @property
+    def recording_path(self) -> Path:
+        """The recording being written."""
+        ...
+
+    def start(self) -> LiveSession:
+        """Open the source, load the models and start the threads (seconds: call it off the
+        GUI thread); returns the session."""
+        ...
+
+    def stop(self) -> None:
+        """Stop acquiring; what is buffered is processed and recorded (draining)."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> PipelineStatus:
+        """Wait up to ``timeout`` s (None: until done) for the run to end; its status."""
+        ...
+
+    def status(self) -> PipelineStatus:
+        """A snapshot of the counters, rates and warnings."""
+        ...
+
+    def latest(self, render_maps: int = 10) -> LiveResults:
+        """The newest raw frame, render of the last ``render_maps`` maps, reconstruction and
+        confidence; ``version`` grows whenever any of them changes."""
+        ...

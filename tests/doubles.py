@@ -15,6 +15,7 @@ class SlowLocalizer:
     def __init__(self, delay_s: float):
         self.inner = make_localizer(RunConfig().localizer.model_copy(), "cpu")
         self.name = "slow"
+        self.takes_context = self.inner.takes_context
         self.delay_s = delay_s
         self.device = "cpu"
         self.calls = 0

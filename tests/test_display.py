@@ -244,6 +244,34 @@ def windows(qtbot):
     QtWidgets.QApplication.processEvents()
 
 
+def test_the_fake_pipeline_has_the_live_session_surface() -> None:
+    """The viewer is typed against LiveSession; the pipeline and this test double both
+    implement it, parameter for parameter, so a change to the pipeline's surface that the
+    double does not follow fails here rather than hiding behind the double."""
+    import inspect
+
+    from dblink_live.pipeline import Pipeline
+    from dblink_live.pipeline_types import LiveSession
+
+    members = [n for n in vars(LiveSession) if not n.startswith("_")]
+    assert {"state", "recording_path", "start", "stop", "wait", "status", "latest"} <= set(members)
+
+    def params(fn) -> list[tuple[str, object, object]]:  # type: ignore[no-untyped-def]
+        sig = inspect.signature(fn)
+        return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
+
+    for name in members:
+        want = vars(LiveSession)[name]
+        for impl in (Pipeline, FakePipeline):
+            got = inspect.getattr_static(impl, name)
+            if isinstance(want, property):
+                assert isinstance(got, property), (impl.__name__, name)
+            else:
+                assert params(got) == params(want), (impl.__name__, name)
+    fake = FakePipeline(Path("unused.zarr"), threaded=False)
+    assert isinstance(fake, LiveSession)
+
+
 def _is_live(widget) -> bool:
     try:
         widget.objectName()

@@ -257,6 +257,7 @@ def test_bad_frames_are_rejected_counted_and_the_run_goes_on(
 class _BrokenLocalizer:
     name = "broken"
     device = "cpu"
+    takes_context = True
 
     def localize(self, frames, calibration, first_frame=0, **context):
         if first_frame >= 100:

@@ -169,7 +169,7 @@ class FrameRing:
                     self._stage_cond.wait_for(lambda: self._staged or self._closing)
                     if not self._staged and self._closing:
                         return
-                batch = []
+                batch: list[tuple[int, np.ndarray, dict[str, Any]]] = []
                 while self._staged and len(batch) < self.capacity:
                     batch.append(self._staged.popleft())
                 # one zarr write per run of slots that does not wrap around the ring's end
@@ -375,28 +375,27 @@ class RingCursor:
             if max_frames is None
             else min(max_frames, head - self.next_frame)
         )
-        numbers = np.arange(self.next_frame, self.next_frame + n)
+        numbers = list(range(self.next_frame, self.next_frame + n))
         frames = np.empty((n, *ring.frame_shape), ring.dtype)
         meta: list[dict[str, Any]] = [{}] * n
         in_ring = []
         for i, num in enumerate(numbers):
-            saved = self._backlog.get(int(num))
+            saved = self._backlog.get(num)
             if saved is not None:
                 frames[i], meta[i] = saved
             else:
                 in_ring.append(i)
         for i in in_ring:
-            num = int(numbers[i])
-            slot = num % ring.capacity
+            slot = numbers[i] % ring.capacity
             frames[i] = ring._slots[slot]
             meta[i] = ring._metadata[slot]
         with ring._cond:
             for i in in_ring:  # overwritten during the copy: the backlog has the original
-                num = int(numbers[i])
+                num = numbers[i]
                 if ring._slot_number[num % ring.capacity] != num:
                     frames[i], meta[i] = self._backlog[num]
             self.max_backlog = max(self.max_backlog, len(self._backlog))
             self.next_frame += n
             for num in numbers:
-                self._backlog.pop(int(num), None)
-        return FrameBatch(int(numbers[0]), frames, meta, [])
+                self._backlog.pop(num, None)
+        return FrameBatch(numbers[0], frames, meta, [])

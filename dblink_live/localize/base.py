@@ -74,12 +74,24 @@ class Localizer(Protocol):
 
     ``localize(frames, calibration, first_frame)`` takes (T, Y, X) uint16 ADU frames and returns
     :class:`Localizations` whose ``frame`` column counts from ``first_frame``.
+
+    A localizer that reads a frame's neighbours (the CNN reads t-1, t, t+1) says so with
+    ``takes_context``: a streaming caller then passes the frame before a block and the frame
+    after it (``context_before`` / ``context_after``, (1, Y, X) each, None at the ends of the
+    data), and holds a block's last frame back until its successor has arrived. One that does
+    not (a per-frame fit) ignores them.
     """
 
     name: str
+    takes_context: bool
 
     def localize(
-        self, frames: np.ndarray, calibration: CameraCalibration, first_frame: int = 0
+        self,
+        frames: np.ndarray,
+        calibration: CameraCalibration,
+        first_frame: int = 0,
+        context_before: np.ndarray | None = None,
+        context_after: np.ndarray | None = None,
     ) -> Localizations: ...
 
 

@@ -115,6 +115,7 @@ class ClassicLocalizer:
     """
 
     name = "classic"
+    takes_context = False  # each frame is fitted alone
 
     def __init__(self, config: ClassicLocalizerConfig | None = None, device: str = "auto"):
         self.config = config or ClassicLocalizerConfig()
@@ -195,9 +196,16 @@ class ClassicLocalizer:
     # ------------------------------------------------------------------ public
     @torch.no_grad()
     def localize(
-        self, frames: np.ndarray, calibration: CameraCalibration, first_frame: int = 0
+        self,
+        frames: np.ndarray,
+        calibration: CameraCalibration,
+        first_frame: int = 0,
+        context_before: np.ndarray | None = None,
+        context_after: np.ndarray | None = None,
     ) -> Localizations:
-        """Localize emitters in (T, Y, X) ADU frames; ``frame`` counts from ``first_frame``."""
+        """Localize emitters in (T, Y, X) ADU frames; ``frame`` counts from ``first_frame``.
+
+        Each frame is fitted on its own: ``context_before`` / ``context_after`` are ignored."""
         frames = np.asarray(frames)
         if frames.ndim == 2:
             frames = frames[None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,10 +20,48 @@ import torch
 from dblink_live.recon.model import ConvBiLSTM, State
 
 __all__ = [
+    "Output",
     "ProcessStreamingReconstructor",
+    "Reconstructor",
     "StreamingReconstructor",
     "reconstruct_with_lookahead",
 ]
+
+
+#: One reconstructed map: ``(index, reconstruction (Y, X) in [0, 1], confidence (Y, X) or None)``.
+Output = tuple[int, np.ndarray, np.ndarray | None]
+
+
+class Reconstructor(Protocol):
+    """A streaming reconstruction as the live pipeline drives it (in this process or a child).
+
+    Every call returns the outputs that are ready, oldest first, as a list (often empty): an
+    in-process reconstructor returns an output from the call that makes it due, one in a child
+    process from a later call (``poll`` collects them while no map arrives).
+    """
+
+    #: True when the work runs in a child process (the caller then leaves it a CPU core).
+    runs_in_child: bool
+
+    def push(self, counts_map: np.ndarray, index: int | None = None) -> list[Output]:
+        """Add normalized map ``index`` (Y, X)."""
+        ...
+
+    def advance(self, index: int) -> list[Output]:
+        """Map ``index`` was skipped, but time has reached it."""
+        ...
+
+    def poll(self) -> list[Output]:
+        """Outputs that are ready without adding a map (non-blocking)."""
+        ...
+
+    def flush(self) -> list[Output]:
+        """End of the stream: the remaining outputs (their look-ahead shrinks)."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds (a child process); safe after flush and after an error."""
+        ...
 
 
 class StreamingReconstructor:
@@ -41,6 +80,8 @@ class StreamingReconstructor:
     delay_maps
         Trailing delay D (maps of look-ahead).
     """
+
+    runs_in_child = False
 
     def __init__(self, model: ConvBiLSTM, delay_maps: int):
         if delay_maps < 0:
@@ -106,6 +147,18 @@ class StreamingReconstructor:
         while self._index:
             out.append(self._emit())
         return out
+
+    def poll(self) -> list[Output]:
+        """Nothing becomes due without a map: outputs come from :meth:`push` and
+        :meth:`advance` (here for the :class:`Reconstructor` protocol)."""
+        return []
+
+    def close(self) -> None:
+        """Drop the buffered maps and the carried state."""
+        self._state = None
+        self._maps.clear()
+        self._fw.clear()
+        self._index.clear()
 
 
 @torch.no_grad()
@@ -194,6 +247,8 @@ class ProcessStreamingReconstructor:
     max_pending
         Maps in flight before :meth:`push` waits (back-pressure).
     """
+
+    runs_in_child = True
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ recorded frames, as the reconstruction does.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -65,8 +65,8 @@ class _CopiedTruth:
             if arr is None:
                 continue
             attrs = arr.attrs
-            same_grid = abs(float(attrs["bin_nm"]) - bin_nm) < 1e-6
-            if same_grid and int(attrs["window_frames"]) == window:
+            same_grid = abs(float(cast(float, attrs["bin_nm"])) - bin_nm) < 1e-6
+            if same_grid and int(cast(int, attrs["window_frames"])) == window:
                 self._names.append(name)
             else:
                 log.info("%s not copied: its grid differs from the reconstruction's", name)
@@ -81,7 +81,8 @@ class _CopiedTruth:
         for name in self._names:
             arr = self.src.image_array(name)
             assert arr is not None
-            stop = min(first + n, int(arr.attrs.get("frames_written", arr.shape[0])))
+            written = int(cast(int, arr.attrs.get("frames_written", arr.shape[0])))
+            stop = min(first + n, written)
             if stop - first < n:  # the source has fewer maps: copy none rather than a torn set
                 return None
             out[name] = np.asarray(arr[first:stop])

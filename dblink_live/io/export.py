@@ -39,13 +39,13 @@ def format_for(path: Path, given: str | None) -> str:
         if fmt not in EXPORT_FORMATS:
             raise DblinkError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {given!r}")
         return fmt
-    fmt = _BY_SUFFIX.get(path.suffix.lower())
-    if fmt is None:
+    by_suffix = _BY_SUFFIX.get(path.suffix.lower())
+    if by_suffix is None:
         raise DblinkError(
             f"cannot tell the format of {path.name} from its suffix: use .csv (ThunderSTORM), "
             ".h5 (DECODE) or .hdf5 (Picasso), or give --format"
         )
-    return fmt
+    return by_suffix
 
 
 @dataclass

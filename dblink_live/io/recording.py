@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
@@ -180,6 +180,27 @@ def _full(arr: zarr.Array) -> zarr.Array:
     return arr.with_config({"write_empty_chunks": True})
 
 
+def _as_array(node: zarr.Array | zarr.Group, where: str) -> zarr.Array:
+    """``node`` (found at ``where``) as an array; RecordingError if the store holds a group
+    where its layout has an array."""
+    if not isinstance(node, zarr.Array):
+        raise RecordingError(f"{where} is a group, not an array; the store is damaged")
+    return node
+
+
+def _as_group(node: zarr.Array | zarr.Group, where: str) -> zarr.Group:
+    """``node`` (found at ``where``) as a group; RecordingError if the store holds an array
+    where its layout has a group."""
+    if not isinstance(node, zarr.Group):
+        raise RecordingError(f"{where} is an array, not a group; the store is damaged")
+    return node
+
+
+def _attr_int(attrs: Mapping[str, object], key: str, default: int) -> int:
+    """An integer attribute (a counter such as ``rows_written``), ``default`` when absent."""
+    return int(cast(int, attrs.get(key, default)))
+
+
 def _jsonable(value: Any) -> Any:
     """Config objects and numpy scalars as plain JSON types."""
     if hasattr(value, "model_dump"):
@@ -323,8 +344,9 @@ class Recording:
             raise RecordingError(
                 f"{path}/zarr.json is corrupt ({exc}); the store cannot be read"
             ) from None
+        open_mode: Literal["r", "r+"] = "r" if mode == "r" else "r+"
         try:
-            group = zarr.open_group(path, mode=mode, zarr_format=3)
+            group = zarr.open_group(path, mode=open_mode, zarr_format=3)
         except Exception as exc:  # zarr raises many types for foreign stores
             raise RecordingError(f"{path} cannot be opened as a zarr v3 group: {exc}") from None
         meta = group.attrs.get("dblink_live")
@@ -386,12 +408,23 @@ class Recording:
         name) lives in this store's layout."""
         return image if self.format_version < 2 else f"{image}/{LEVEL}"
 
+    def _array(self, where: str) -> zarr.Array:
+        """The array at ``where`` in the store (KeyError if absent, RecordingError if a group
+        is there)."""
+        return _as_array(self.group[where], f"{self.path}/{where}")
+
+    def _group(self, where: str) -> zarr.Group:
+        """The group at ``where`` in the store (KeyError if absent, RecordingError if an array
+        is there)."""
+        return _as_group(self.group[where], f"{self.path}/{where}")
+
     def image_array(self, name: str) -> zarr.Array | None:
         """The array of image ``name`` (its dblink_live attributes: ``bin_nm``,
-        ``frames_written``, ...), in either layout; None if the recording lacks it."""
+        ``frames_written``, ...), in either layout; None if the recording lacks it.
+        RecordingError if a group stands where the array belongs (a damaged store)."""
         if name not in self.group:
             return None
-        return self.group[self._array_path(name)]
+        return self._array(self._array_path(name))
 
     def _write_series(self, leave_out: str | None = None) -> None:
         """List the image groups present in ``OME/zarr.json`` (format 2), so that OME-Zarr
@@ -404,16 +437,16 @@ class Recording:
 
     def image_group(self, name: str) -> zarr.Group | None:
         """The OME-Zarr image group of ``name`` (format 2), None for a format 1 store or an
-        image the recording lacks."""
+        image the recording lacks. RecordingError if an array stands where the group belongs."""
         if self.format_version < 2 or name not in self.group:
             return None
-        return self.group[name]
+        return self._group(name)
 
     # ------------------------------------------------------------------ metadata
     @property
     def meta(self) -> dict[str, Any]:
         """``attrs["dblink_live"]`` (a copy)."""
-        return dict(self.group.attrs["dblink_live"])
+        return dict(cast(Mapping[str, Any], self.group.attrs["dblink_live"]))
 
     @property
     def pixel_size_nm(self) -> float:
@@ -435,7 +468,7 @@ class Recording:
     @property
     def raw(self) -> zarr.Array:
         """The raw array (may be longer than :attr:`n_frames` after a crash: use read_frames)."""
-        return _full(self.group[self._array_path("raw")])
+        return _full(self._array(self._array_path("raw")))
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -534,7 +567,7 @@ class Recording:
         names += [self._array_path(name) for name in self.images()]
         for name in names:
             try:
-                np.asarray(self.group[name][:])
+                np.asarray(self._array(name)[:])
             except Exception:
                 bad_arrays.append(name)
         return {"unreadable_frames": [list(r) for r in bad_frames], "unreadable_arrays": bad_arrays}
@@ -572,7 +605,7 @@ class Recording:
     # ------------------------------------------------------------------ tables
     def _table(self, name: str, dtypes: Mapping[str, str]) -> zarr.Group:
         if name in self.group:
-            return self.group[name]
+            return self._group(name)
         self._require_writable()
         g = self.group.require_group(name)
         for col, dtype in dtypes.items():
@@ -585,9 +618,9 @@ class Recording:
     ) -> int:
         self._require_writable()
         g = self._table(name, dtypes)
-        done = int(g.attrs.get("rows_written", 0))
+        done = _attr_int(g.attrs, "rows_written", 0)
         for col, dtype in dtypes.items():
-            arr = _full(g[col])
+            arr = _full(_as_array(g[col], f"{self.path}/{name}/{col}"))
             if arr.shape[0] != done:
                 arr.resize((done,))
             arr.append(np.asarray(columns[col], dtype=dtype), axis=0)
@@ -598,15 +631,16 @@ class Recording:
     def _read_table(self, name: str, dtypes: Mapping[str, str]) -> dict[str, np.ndarray] | None:
         if name not in self.group:
             return None
-        g = self.group[name]
+        g = self._group(name)
         missing = [c for c in dtypes if c not in g]
         if missing:
             raise RecordingError(
                 f"{self.path}/{name} lacks columns {missing}; the store is damaged"
             )
-        n = int(g.attrs.get("rows_written", 0))
-        n = min([n, *(g[c].shape[0] for c in dtypes)])
-        return {c: np.asarray(g[c][:n]) for c in dtypes}
+        cols = {c: _as_array(g[c], f"{self.path}/{name}/{c}") for c in dtypes}
+        n = _attr_int(g.attrs, "rows_written", 0)
+        n = min([n, *(a.shape[0] for a in cols.values())])
+        return {c: np.asarray(a[:n]) for c, a in cols.items()}
 
     def append_localizations(self, locs: Localizations) -> int:
         """Append a :class:`Localizations` table; returns the new row count."""
@@ -621,7 +655,7 @@ class Recording:
         """Complete localization rows."""
         if "localizations" not in self.group:
             return 0
-        return int(self.group["localizations"].attrs.get("rows_written", 0))
+        return _attr_int(self.group["localizations"].attrs, "rows_written", 0)
 
     def clear_localizations(self, info: Mapping[str, Any] | None = None) -> None:
         """Drop all localizations (to redo them) and record how the next ones are made; from
@@ -641,7 +675,8 @@ class Recording:
         if stop <= start:
             return
         g = self._table("localizations", _LOC_DTYPES)
-        ranges = [list(r) for r in g.attrs.get("localized_frames") or []]
+        stored = cast(list[list[int]], g.attrs.get("localized_frames") or [])
+        ranges = [list(r) for r in stored]
         ranges.append([int(start), int(stop)])
         ranges.sort()
         merged: list[list[int]] = []
@@ -658,10 +693,13 @@ class Recording:
         say (made before this was recorded)."""
         if "localizations" not in self.group:
             return [(0, self.n_frames)] if self.n_frames else []
-        ranges = self.group["localizations"].attrs.get("localized_frames")
+        ranges = cast(
+            "list[list[int]] | None", self.group["localizations"].attrs.get("localized_frames")
+        )
         if ranges is None:
             return None
-        out, at = [], 0
+        out: list[tuple[int, int]] = []
+        at = 0
         for a, b in sorted(ranges):
             if a > at:
                 out.append((at, min(a, self.n_frames)))
@@ -674,7 +712,7 @@ class Recording:
         """Add to how the localizations were made (e.g. the yield check's numbers)."""
         self._require_writable()
         g = self._table("localizations", _LOC_DTYPES)
-        info = dict(g.attrs.get("localizer") or {})
+        info = dict(cast(Mapping[str, Any], g.attrs.get("localizer") or {}))
         info.update(_jsonable(values))
         g.attrs["localizer"] = info
 
@@ -682,7 +720,9 @@ class Recording:
         """How the localizations were made (localizer, model, calibration), if recorded."""
         if "localizations" not in self.group:
             return {}
-        return dict(self.group["localizations"].attrs.get("localizer") or {})
+        return dict(
+            cast(Mapping[str, Any], self.group["localizations"].attrs.get("localizer") or {})
+        )
 
     def read_localizations(self) -> Localizations:
         """All complete localization rows (empty table if none).
@@ -784,7 +824,7 @@ class Recording:
             name = name + STAGED_SUFFIX
         if name not in self.group:
             raise RecordingError(f"{self.path} has no image {name!r}; create it first")
-        arr = _full(self.group[self._array_path(name)])
+        arr = _full(self._array(self._array_path(name)))
         block = np.asarray(block)
         if block.ndim == 2:
             block = block[None]
@@ -793,7 +833,7 @@ class Recording:
                 f"{name}: block of shape {block.shape} does not fit "
                 f"(n, {arr.shape[1]}, {arr.shape[2]})"
             )
-        done = int(arr.attrs.get("frames_written", 0))
+        done = _attr_int(arr.attrs, "frames_written", 0)
         if arr.shape[0] != done:
             arr.resize((done, *arr.shape[1:]))
         arr.append(block.astype(arr.dtype, copy=False), axis=0)
@@ -833,7 +873,7 @@ class Recording:
         arr = self.image_array(name)
         if arr is None:
             return None
-        n = min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0])
+        n = min(_attr_int(arr.attrs, "frames_written", arr.shape[0]), arr.shape[0])
         return np.asarray(arr[:n]), dict(arr.attrs)
 
     def images(self) -> list[str]:
@@ -870,18 +910,19 @@ class Recording:
             "live": meta.get("live_summary"),
         }
         for name in self.images():
-            arr = self.group[self._array_path(name)]
+            arr = self._array(self._array_path(name))
+            model = cast(Mapping[str, Any], arr.attrs.get("model") or {})
             out["images"][name] = {
-                "maps": min(int(arr.attrs.get("frames_written", arr.shape[0])), arr.shape[0]),
+                "maps": min(_attr_int(arr.attrs, "frames_written", arr.shape[0]), arr.shape[0]),
                 "shape_yx": list(arr.shape[1:]),
                 "dtype": str(arr.dtype),
                 "bin_nm": arr.attrs.get("bin_nm"),
                 "window_frames": arr.attrs.get("window_frames"),
                 "stride_frames": arr.attrs.get("stride_frames"),
-                "model": (arr.attrs.get("model") or {}).get("name"),
+                "model": model.get("name"),
                 "origin_nm": arr.attrs.get("origin_nm"),
             }
-            roi = arr.attrs.get("recon_roi_px")
+            roi = cast("list[int] | None", arr.attrs.get("recon_roi_px"))
             if roi and list(roi[2:]) != list(self.frame_shape[::-1]):  # a region, not the frame
                 out["images"][name]["recon_roi_px"] = list(roi)
         return out

@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -134,7 +134,8 @@ def _truth_on_grid(
     else:
         kept = rec.read_emitters()
         assert kept is not None
-        probe = min(int(rec.group["gt/emitters"].attrs.get("frames_covered", 0)), 100)
+        covered = rec.group["gt/emitters"].attrs.get("frames_covered", 0)
+        probe = min(int(cast(int, covered)), 100)
         drawn = scene.emitters(0, probe)
         ref = kept.select(np.flatnonzero(kept.frame < probe))
         same_emitters = len(drawn) == len(ref) and np.allclose(drawn.x_nm, ref.x_nm)
@@ -239,7 +240,7 @@ def evaluate_recording(
             **_scores(binarize(base), truth),
             "temporal_consistency": temporal_consistency(base),
         }
-    if conf is not None:
+    if conf_kept is not None:  # None exactly when there is no confidence image
         report["confidence"] = confidence_quartiles(pred_bin, conf_kept, truth)
     if frc:
         report["frc_resolution_nm"] = _frc(

@@ -17,9 +17,10 @@ This module imports neither Qt nor napari: it returns napari's layer-data tuples
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -52,13 +53,13 @@ def is_recording(path: str | Path) -> bool:
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """npe2 reader hook: :func:`read_recording` for a recording folder, else None (so napari
-    asks its other readers)."""
-    if isinstance(path, (list, tuple)):
-        if not path or not all(is_recording(p) for p in path):
-            return None
-        return read_recording
-    return read_recording if is_recording(path) else None
+    """npe2 reader hook: :func:`read_recording` for a recording folder (or a sequence of
+    folders that are all recordings), else None (so napari asks its other readers)."""
+    if isinstance(path, (str, os.PathLike)):
+        return read_recording if is_recording(path) else None
+    if not path or not all(is_recording(p) for p in path):
+        return None
+    return read_recording
 
 
 def world_transform(ome: dict[str, Any]) -> tuple[list[float], list[float]]:
@@ -110,7 +111,7 @@ class _Prefix:
 def _ome(rec: Recording, name: str, fallback: dict[str, Any] | None) -> dict[str, Any]:
     group = rec.image_group(name)
     if group is not None:
-        return dict(group.attrs["ome"])
+        return dict(cast(Mapping[str, Any], group.attrs["ome"]))
     if fallback is not None:  # format 1 kept the block on the array, with element corners
         return fallback
     raise DblinkError(f"{rec.path}: {name} has no OME-Zarr metadata")
@@ -161,7 +162,7 @@ def read_recording(path: str | Path | Sequence[str | Path]) -> list[LayerData]:
     Raises :class:`~dblink_live.errors.DblinkError` (a
     :class:`~dblink_live.errors.RecordingError`) with a one-line reason for a damaged store.
     """
-    if isinstance(path, (list, tuple)):
+    if not isinstance(path, (str, os.PathLike)):
         return [layer for p in path for layer in read_recording(p)]
     rec = Recording.open(path)
     layers: list[LayerData] = []
@@ -176,7 +177,7 @@ def read_recording(path: str | Path | Sequence[str | Path]) -> list[LayerData]:
         arr = rec.image_array(name)
         if arr is None:
             continue
-        attrs = dict(arr.attrs)
+        attrs: dict[str, Any] = dict(arr.attrs)
         n = min(int(attrs.get("frames_written", arr.shape[0])), arr.shape[0])
         if n == 0:
             continue

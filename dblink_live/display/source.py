@@ -17,7 +17,7 @@ import zarr
 
 from dblink_live.display.frames import ViewFrame
 from dblink_live.errors import RecordingError
-from dblink_live.io.recording import Recording
+from dblink_live.io.recording import Recording, _as_array, _as_group, _attr_int
 
 __all__ = ["DEFAULT_BIN_NM", "DEFAULT_WINDOW_FRAMES", "RecordingSource"]
 
@@ -101,7 +101,7 @@ class RecordingSource:
             arr = rec.image_array(name)
             if arr is None:
                 continue
-            attrs = dict(arr.attrs)
+            attrs: dict[str, Any] = dict(arr.attrs)
             self._images[name] = _ChunkCache(arr, keep=2)
             self._image_counts[name] = min(int(attrs.get("frames_written", 0)), arr.shape[0])
             if name == "reconstruction" or not self.image_attrs:
@@ -210,9 +210,11 @@ class RecordingSource:
         group = self.recording.group
         if "localizations" not in group:
             return
-        g = group["localizations"]
-        rows = int(g.attrs.get("rows_written", 0))
-        rows = min([rows, *(g[c].shape[0] for c in ("frame", "x_nm", "y_nm"))])
+        where = f"{self.path}/localizations"
+        g = _as_group(group["localizations"], where)
+        cols = {c: _as_array(g[c], f"{where}/{c}") for c in ("frame", "x_nm", "y_nm")}
+        rows = _attr_int(g.attrs, "rows_written", 0)
+        rows = min([rows, *(a.shape[0] for a in cols.values())])
         done = len(self._loc_frame)
         if rows < done:  # the table was redone: start over
             done = 0
@@ -221,10 +223,12 @@ class RecordingSource:
             self._loc_y = self._loc_y[:0]
         if rows == done:
             return
-        new_f = np.asarray(g["frame"][done:rows], dtype=np.int64)
+        new_f = np.asarray(cols["frame"][done:rows], dtype=np.int64)
         self._loc_frame = np.concatenate([self._loc_frame, new_f])
-        self._loc_x = np.concatenate([self._loc_x, np.asarray(g["x_nm"][done:rows], np.float32)])
-        self._loc_y = np.concatenate([self._loc_y, np.asarray(g["y_nm"][done:rows], np.float32)])
+        new_x = np.asarray(cols["x_nm"][done:rows], np.float32)
+        self._loc_x = np.concatenate([self._loc_x, new_x])
+        new_y = np.asarray(cols["y_nm"][done:rows], np.float32)
+        self._loc_y = np.concatenate([self._loc_y, new_y])
         if len(self._loc_frame) > 1 and np.any(np.diff(self._loc_frame) < 0):
             order = np.argsort(self._loc_frame, kind="stable")
             self._loc_frame = self._loc_frame[order]

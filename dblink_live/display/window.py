@@ -384,7 +384,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def stop_pipeline(self) -> None:
         """Ask the pipeline to stop (it drains what is buffered, then finishes)."""
-        if self.pipeline is not None and not self._pipeline_state().done:
+        state = self._pipeline_state()  # None exactly when there is no pipeline
+        if self.pipeline is not None and state is not None and not state.done:
             self.pipeline.stop()
         self._update_actions()
 
@@ -404,7 +405,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.centralWidget().grab().save(str(path), "PNG"):
+        central = self.centralWidget()
+        if central is None:  # set in __init__ and never removed
+            raise DblinkError("the window has no panels to save")
+        if not central.grab().save(str(path), "PNG"):
             raise DblinkError(f"could not write {path}")
         return path
 
@@ -620,7 +624,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _update_tint(self, vf: ViewFrame | None) -> None:
         self._tint_dirty = False
         conf = vf.confidence if vf is not None else None
-        if conf is None or not self.tint_box.isChecked():
+        if vf is None or conf is None or not self.tint_box.isChecked():
             self.tint_item.hide()
             return
         self.tint_item.setImage(confidence_tint(conf, self.tint_threshold.value()))

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from dblink_live.config import LocalizerConfig
-from dblink_live.errors import DblinkError
+from dblink_live.errors import DblinkError, RecordingError
 from dblink_live.io.outputs import check_writable
 from dblink_live.io.recording import Recording, format_ranges
 from dblink_live.localizations import Localizations, count_maps
@@ -153,7 +153,7 @@ def reconstruct_localizations(
     confidence_scale: float = 1.0,
     missing_frames: Sequence[tuple[int, int]] = (),
     batch: int | None = None,
-):
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield ``(first_output_index, reconstruction, confidence)`` blocks in time order.
 
     ``window_frames`` overrides the model's W (the input normalization keeps the scale of the
@@ -214,7 +214,10 @@ def reconstruct_localizations(
     def maps_for(group: range) -> Callable[[int, int], np.ndarray | torch.Tensor]:
         def get(start: int, stop: int) -> np.ndarray | torch.Tensor:
             parts = [phase_maps(p, start, stop) for p in group]
-            return torch.stack(parts) if torch.is_tensor(parts[0]) else np.stack(parts)
+            # phase_maps bins every phase on the same device: all tensors or all arrays
+            if torch.is_tensor(parts[0]):
+                return torch.stack(cast(list[torch.Tensor], parts))
+            return np.stack(cast(list[np.ndarray], parts))
 
         return get
 
@@ -259,7 +262,8 @@ def reconstruct_localizations(
             next_out += 1
         if recs:
             first_out = next_out - len(recs)
-            conf_block = None if confs[0] is None else np.stack(confs)
+            # the model gives every map a confidence or none (conf is None for all phases)
+            conf_block = None if confs[0] is None else np.stack(cast(list[np.ndarray], confs))
             recon_block = np.stack(recs)
             if conf_block is not None:
                 if with_evidence:
@@ -431,7 +435,9 @@ def _fitting_chunk(
     return chunk, size
 
 
-def _write_outputs(target: Recording, blocks) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _write_outputs(
+    target: Recording, blocks: Iterable[tuple[int, np.ndarray, np.ndarray | None]]
+) -> tuple[int, int]:
     """Append reconstruction and confidence blocks to the staged images; returns (maps
     written, maps with no localization in their window)."""
     n = empty = 0
@@ -442,6 +448,14 @@ def _write_outputs(target: Recording, blocks) -> tuple[int, int]:  # type: ignor
             empty += int((conf.reshape(len(conf), -1).max(axis=1) == 0).sum())
         n += len(recon)
     return n, empty
+
+
+def _set_image_attr(target: Recording, name: str, key: str, value: Any) -> None:
+    """Set ``attrs[key]`` of image ``name`` just written (RecordingError if it is not there)."""
+    arr = target.image_array(name)
+    if arr is None:
+        raise RecordingError(f"{target.path} has no {name} after writing it")
+    arr.attrs[key] = value
 
 
 def reprocess(
@@ -535,7 +549,7 @@ def reprocess(
     target.discard_staged(images)  # left by an interrupted run
     shape = grid_shape(fov, model.bin_nm)
     chunk_maps, batch = _fitting_chunk(model, shape, chunk_maps, w // stride, n_frames // stride)
-    info = {
+    info: dict[str, Any] = {
         "model": model.describe(),
         "fov_nm": list(fov),
         "density_per_um2": density,
@@ -598,17 +612,20 @@ def reprocess(
         )
         warnings.append(msg)
         log.warning(msg)
-        target.image_array("confidence").attrs["frames_without_input"] = [list(r) for r in missing]
+        _set_image_attr(target, "confidence", "frames_without_input", [list(r) for r in missing])
     if empty:
         why = "had no localization" + (" or frames without input" if missing else "")
         msg = f"{empty} of {n} maps {why} in their window: confidence 0"
         warnings.append(msg)
         log.warning(msg)
-        target.image_array("confidence").attrs["maps_without_localizations"] = empty
+        _set_image_attr(target, "confidence", "maps_without_localizations", empty)
 
     exports: list[Path] = []
     if export_tiff or export_gif:
-        data, _ = target.read_image("reconstruction")  # type: ignore[misc]
+        written = target.read_image("reconstruction")
+        if written is None:
+            raise RecordingError(f"{target.path} has no reconstruction after writing it")
+        data = written[0]
         base = target.path.with_suffix("")
         if export_tiff:
             exports.append(

@@ -7,12 +7,11 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from qtpy import QtCore, QtWidgets
 
 from dblink_live.display.window import ViewerWindow
-from dblink_live.pipeline_types import PipelineState
+from dblink_live.pipeline_types import LiveSession, PipelineState
 
 __all__ = ["application", "run_viewer"]
 
@@ -30,7 +29,7 @@ def application() -> QtWidgets.QApplication:
 
 def run_viewer(
     recording: str | Path | None = None,
-    pipeline: Any = None,
+    pipeline: LiveSession | None = None,
     title: str | None = None,
     *,
     start: bool = False,

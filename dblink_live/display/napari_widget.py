@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from dblink_live.pipeline_types import PipelineState
+from dblink_live.pipeline_types import LiveSession, PipelineState
 
 __all__ = ["LIVE_LAYERS", "DblinkLiveWidget"]
 
@@ -58,7 +58,7 @@ class DblinkLiveWidget(QWidget):
     def __init__(self, napari_viewer: Any, poll_ms: int = 100):
         super().__init__()
         self.viewer = napari_viewer
-        self.pipeline: Any = None
+        self.pipeline: LiveSession | None = None
         self.shown_version = -1
         #: Layers this widget added (napari compiles a canvas visual for each, once)
         self.layers_created = 0
@@ -137,7 +137,7 @@ class DblinkLiveWidget(QWidget):
         self._check_output(output)
         overwrite = self._overwrite()
 
-        def make() -> Any:
+        def make() -> LiveSession:
             from dblink_live.acquire.replay import ReplaySource
             from dblink_live.pipeline import Pipeline
 
@@ -152,7 +152,7 @@ class DblinkLiveWidget(QWidget):
         self._check_output(output)
         overwrite = self._overwrite()
 
-        def make() -> Any:
+        def make() -> LiveSession:
             from dblink_live.pipeline import demo_pipeline
 
             return demo_pipeline(output, n_frames=n_frames, fps=fps, overwrite=overwrite)
@@ -169,7 +169,7 @@ class DblinkLiveWidget(QWidget):
             raise FileExistsError(f"{output} already exists; tick 'replace' or choose another")
         check_writable(Path(output))
 
-    def _start(self, make: Callable[[], Any]) -> None:
+    def _start(self, make: Callable[[], LiveSession]) -> None:
         """Build the pipeline with ``make`` and start it, both in a helper thread (loading the
         models and opening the source take seconds)."""
         if self.running:

@@ -28,7 +28,7 @@ from dblink_live.display.source import RecordingSource
 from dblink_live.display.statusbar import AlertBanner, StatusFields
 from dblink_live.display.timebar import TimeBar
 from dblink_live.errors import DblinkError
-from dblink_live.pipeline_types import PipelineState, PipelineStatus
+from dblink_live.pipeline_types import LiveSession, PipelineState, PipelineStatus
 
 __all__ = ["ViewerWindow"]
 
@@ -52,9 +52,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
         A recording to show (scrubbable). With a pipeline, its own recording is used when this
         is None.
     pipeline
-        A :class:`dblink_live.pipeline.Pipeline` (or anything with ``start``, ``stop``,
-        ``wait``, ``status``, ``latest``, ``state`` and ``recording_path``). The window follows
-        its newest results; closing the window stops it and waits for it to finish.
+        A :class:`~dblink_live.pipeline_types.LiveSession` (a
+        :class:`dblink_live.pipeline.Pipeline`). The window follows its newest results;
+        closing the window stops it and waits for it to finish.
     title
         Window title (default: the recording's name).
     refresh_hz
@@ -76,7 +76,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def __init__(
         self,
         recording: str | Path | None = None,
-        pipeline: Any = None,
+        pipeline: LiveSession | None = None,
         title: str | None = None,
         *,
         refresh_hz: float = 20.0,
@@ -500,6 +500,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self._advance_playback()
 
     def _pull_live(self) -> None:
+        if self.pipeline is None:
+            return
         res = self.pipeline.latest(render_maps=self.render_window.value())
         if res.version <= self._shown_version:
             return

@@ -11,10 +11,10 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -86,7 +86,7 @@ def _root(
 
 
 @contextmanager
-def _progress(description: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _progress(description: str, quiet: bool = False):
     """A rich progress bar; yields ``update(done, total, stage)``."""
     if quiet:
         yield lambda done, total, stage=None: None
@@ -135,7 +135,7 @@ def _progress_lines(description: str, every_s: float = PROGRESS_LINE_S) -> Calla
     return update
 
 
-def _load(config: Path | None):  # type: ignore[no-untyped-def]
+def _load(config: Path | None):
     from dblink_live.config import RunConfig, load_config
 
     return load_config(config) if config is not None else RunConfig()
@@ -375,7 +375,7 @@ def _training_config(
     resume: Path | None,
     output: Path,
     write: bool = True,
-):  # type: ignore[no-untyped-def]
+):
     """Config with ``section.steps`` overridden, checked resume path, config saved beside."""
     from dblink_live.config import save_config
 
@@ -454,7 +454,7 @@ QeOpt = Annotated[float | None, typer.Option("--qe", help="Quantum efficiency (0
 SigmaOpt = Annotated[float | None, typer.Option("--psf-sigma-nm", help="PSF sigma (classic fit).")]
 
 
-def _localizer_config(cfg, localizer: str | None, weights: str | None):  # type: ignore[no-untyped-def]
+def _localizer_config(cfg, localizer: str | None, weights: str | None):
     from dblink_live.config import (
         AutoLocalizerConfig,
         ClassicLocalizerConfig,
@@ -598,7 +598,7 @@ def evaluate_localizer(
             localizers=names,
             weights=weights,
             tolerance_nm=tolerance_nm,
-            method=method,
+            method=cast(Literal["greedy", "hungarian"], method),  # checked above
             device=device,
             pixel_size_nm=pixel_size_nm,
             min_photons=min_photons,
@@ -880,7 +880,7 @@ def batch(
 
     lcfg = _localizer_config(_load(None), localizer, None)
 
-    def report(o, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
+    def report(o, done: int, total: int) -> None:
         if o.ok:
             r = o.result
             where = f" ({o.worker})" if o.worker else ""
@@ -1040,7 +1040,7 @@ ReconRoiOpt = Annotated[
 ]
 
 
-def _with_recon_roi(cfg, recon_roi: str | None):  # type: ignore[no-untyped-def]
+def _with_recon_roi(cfg, recon_roi: str | None):
     """The config with --recon-roi applied (one clear line for a malformed value)."""
     if recon_roi is None:
         return cfg
@@ -1058,7 +1058,7 @@ def _with_recon_roi(cfg, recon_roi: str | None):  # type: ignore[no-untyped-def]
     return cfg.updated(live={"recon_roi": value})
 
 
-def _with_localizer(cfg, localizer: str | None):  # type: ignore[no-untyped-def]
+def _with_localizer(cfg, localizer: str | None):
     """The config with --localizer applied."""
     return cfg.model_copy(update={"localizer": _localizer_config(cfg, localizer, None)})
 
@@ -1074,7 +1074,7 @@ def _display_available() -> bool:
     return True
 
 
-def _status_printer(every_s: float | None = None):  # type: ignore[no-untyped-def]
+def _status_printer(every_s: float | None = None):
     """A live-status callback: a status line every second on a terminal (every
     :data:`PROGRESS_LINE_S` in a log file, and whenever the state changes), and each warning
     once, when it first appears or
@@ -1086,7 +1086,7 @@ def _status_printer(every_s: float | None = None):  # type: ignore[no-untyped-de
     last: list = [float("-inf"), None]  # time of the last line, state then
     said: set[str] = set()
 
-    def show(st) -> None:  # type: ignore[no-untyped-def]
+    def show(st) -> None:
         now = time.monotonic()
         if now - last[0] >= every_s or st.state is not last[1]:  # and when the state changes
             last[0], last[1] = now, st.state
@@ -1100,7 +1100,7 @@ def _status_printer(every_s: float | None = None):  # type: ignore[no-untyped-de
     return show
 
 
-def _run_live(pipeline, headless: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+def _run_live(pipeline, headless: bool, quiet: bool) -> None:
     """Run a pipeline to the end (viewer or headless status), then write its summary."""
     from dblink_live.pipeline_types import PipelineState
     from dblink_live.report import write_live_summary
@@ -1353,7 +1353,7 @@ def live(
             parts = ()
         if len(parts) != 4:
             raise DblinkError(f"--roi must be x,y,width,height in pixels, got {roi!r}")
-        roi_t = parts  # type: ignore[assignment]
+        roi_t = parts
     camera = {
         k: v
         for k, v in dict(
@@ -1426,7 +1426,7 @@ def view(
 
 
 @contextmanager
-def _stop_signals():  # type: ignore[no-untyped-def]
+def _stop_signals() -> Iterator[list[int]]:
     """Make SIGTERM (job schedulers, systemd) act like Ctrl-C while a command runs: live runs
     drain, batch commands stop and say what they kept. Yields the list of stop signals
     received; the previous handlers come back at the end."""

@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -60,7 +60,7 @@ __all__ = [
     "save_config",
 ]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION: Final = 1
 
 
 def _ordered(value: tuple[float, float]) -> tuple[float, float]:

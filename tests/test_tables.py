@@ -239,6 +239,20 @@ def test_picasso_sidecar_is_multidocument_yaml(tmp_path: Path) -> None:
     assert (rec["lpx"] > 0).all() and np.isfinite(rec["photons"]).all()
 
 
+@pytest.mark.parametrize("bad", [[1], "12", [1, 2, 3], ["a", 1]])
+def test_a_picasso_shift_that_is_not_two_numbers_is_one_clear_error(
+    tmp_path: Path, bad: object
+) -> None:
+    path = tmp_path / "locs.hdf5"
+    write_localizations(_random_locs(), path, format="picasso")
+    side = tmp_path / "locs.yaml"
+    docs = list(yaml.safe_load_all(side.read_text()))
+    docs[-1]["dblink_live shift (px)"] = bad
+    side.write_text(yaml.safe_dump_all(docs))
+    with pytest.raises(FormatError, match=r"shift \(px\) is not two numbers"):
+        read_localizations(path)
+
+
 def test_picasso_pixel_size_from_argument_and_python_tags(tmp_path: Path) -> None:
     rec = np.zeros(2, dtype=[("frame", "u4"), ("x", "f4"), ("y", "f4"), ("lpx", "f4")])
     rec["frame"] = [0, 3]

@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - reported when the virtual microscope i
     CameraDevice = object  # type: ignore[assignment,misc]
 
 
-class SimulatedSMLMCamera(CameraDevice):  # type: ignore[misc,valid-type]
+class SimulatedSMLMCamera(CameraDevice):
     """A Micro-Manager camera whose sensor images a simulated moving, blinking sample.
 
     Frame ``k`` of the movie is read out ``(k + 1) * exposure`` after the sequence starts (a

@@ -1229,7 +1229,7 @@ def _construct_untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -
         return loader.construct_mapping(node, deep=True)
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node, deep=True)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
+    return loader.construct_scalar(node)
 
 
 _LenientYamlLoader.add_multi_constructor("", _construct_untagged)
@@ -1275,10 +1275,15 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
         if not isinstance(doc, dict):
             continue
         if PICASSO_SHIFT_KEY in doc:
+            value = doc[PICASSO_SHIFT_KEY]
             try:
-                shift = tuple(float(v) for v in doc[PICASSO_SHIFT_KEY])[:2]  # type: ignore[assignment]
+                if not isinstance(value, list | tuple) or len(value) != 2:
+                    raise TypeError
+                shift = (float(value[0]), float(value[1]))
             except (TypeError, ValueError):
-                raise FormatError(f"{y}: {PICASSO_SHIFT_KEY} is not two numbers") from None
+                raise FormatError(
+                    f"{y}: {PICASSO_SHIFT_KEY} is not two numbers: {value!r}"
+                ) from None
         if i == 0 and isinstance(doc.get("Frames"), int):
             n_frames = int(doc["Frames"])
         for key, value in doc.items():
@@ -1327,13 +1332,16 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
         if field not in names:
             raise FormatError(f"{p}: /locs has no {field!r} field; found fields: {_names(names)}")
 
-    def fld(name: str) -> np.ndarray | None:
-        if name not in names:
-            return None
+    def num(name: str) -> np.ndarray:
+        """The numeric field ``name`` (present) as float64."""
         if locs.dtype[name].kind not in "uif" or locs.dtype[name].shape:
             raise FormatError(f"{p}: /locs field {name!r} is not numeric ({locs.dtype[name]})")
         with np.errstate(all="ignore"):
             return np.asarray(locs[name], np.float64)
+
+    def fld(name: str) -> np.ndarray | None:
+        """The numeric field ``name`` as float64, or None where the table lacks it."""
+        return num(name) if name in names else None
 
     lpx, lpy = fld("lpx"), fld("lpy")
     photons, bg, score = fld("photons"), fld("bg"), fld("score")
@@ -1347,9 +1355,9 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
                 arr[(flags & _MISSING_PRECISION) > 0] = np.nan
     return _build(
         lambda i: f"{p}: /locs entry {i}",
-        fld("frame"),  # type: ignore[arg-type]
-        (fld("x") - shift[0] + 0.5) * px,  # type: ignore[operator]
-        (fld("y") - shift[1] + 0.5) * px,  # type: ignore[operator]
+        num("frame"),  # present: checked above
+        (num("x") - shift[0] + 0.5) * px,
+        (num("y") - shift[1] + 0.5) * px,
         photons=photons,
         background=bg,
         uncertainty_nm=_lateral(
@@ -1364,9 +1372,10 @@ def _read_picasso(p: Path, pixel_size_nm: float | None) -> Localizations:
 
 def _check_record_type(p: Path, dtype: np.dtype) -> None:
     """Reject damaged compound types before reading (overlapping fields crash h5py)."""
-    if dtype.names is None:
+    fields = dtype.fields  # None exactly when names is
+    if dtype.names is None or fields is None:
         raise FormatError(f"{p}: /locs is not a table of records (dtype {dtype})")
-    spans = sorted((int(off), int(off) + dt.itemsize) for dt, off, *_ in dtype.fields.values())
+    spans = sorted((int(off), int(off) + dt.itemsize) for dt, off, *_ in fields.values())
     ends_ok = all(lo >= 0 and hi <= dtype.itemsize for lo, hi in spans)
     if not ends_ok or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise FormatError(f"{p}: /locs has a damaged record type (overlapping fields)")

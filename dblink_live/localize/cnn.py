@@ -250,7 +250,8 @@ class CNNLocalizer:
         self._memory_format = (
             torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         )
-        self.model = self.model.to(memory_format=self._memory_format)
+        # torch's stub omits Module.to's memory_format keyword, which it accepts at runtime
+        self.model = self.model.to(memory_format=self._memory_format)  # type: ignore[call-overload]
         self.input_scale = float(self.checkpoint["input_scale"])
         self.context = int(self.checkpoint.get("context_frames", CONTEXT))
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -65,6 +65,11 @@ class InputMovie:
 _GAIN_KEYS = ("baseline_adu", "e_per_adu")
 
 
+def _given(calibration: dict[str, float | None]) -> dict[str, float]:
+    """The calibration values the user gave (None: not given, the camera's value is kept)."""
+    return {k: v for k, v in calibration.items() if v is not None}
+
+
 def _calibrate(
     known: dict[str, Any], px: float, sample: np.ndarray, given: dict[str, float | None]
 ) -> tuple[CameraCalibration, CameraEstimate | None]:
@@ -72,7 +77,7 @@ def _calibrate(
     gain estimated from ``sample`` frames when neither says them."""
     merged = {**known, **{k: v for k, v in given.items() if v is not None}}
     if all(merged.get(k) is not None for k in _GAIN_KEYS):
-        return CameraCalibration.from_camera(known, px, **given), None
+        return CameraCalibration.from_camera(known, px, **_given(given)), None
     model = str(known.get("model") or "")
     kind = "scmos" if model == "scmos" else "emccd" if model == "emccd" else None
     est = estimate_camera(
@@ -145,7 +150,7 @@ def open_input(
             sample = _sample_frames(rec.read_frames, rec.n_frames)
             cal, est = _calibrate(dict(rec.camera), px, sample, calibration)
         else:
-            cal, est = CameraCalibration.from_camera(rec.camera, px, **calibration), None
+            cal, est = CameraCalibration.from_camera(rec.camera, px, **_given(calibration)), None
 
         def rec_blocks(
             size: int, on_unreadable: Callable[[int, int], None] | None = None
@@ -163,8 +168,8 @@ def _run(
     movie: InputMovie,
     chunk_frames: int,
     progress: Progress | None,
-    sink: Callable[[Localizations], None],
-    on_frames: Callable[[np.ndarray], None] | None = None,
+    sink: Callable[[Localizations], object],
+    on_frames: Callable[[np.ndarray], object] | None = None,
     mark: Callable[[int, int], None] | None = None,
 ) -> tuple[int, float]:
     """Localize a movie block by block (with one frame of context across blocks for the CNN);
@@ -185,18 +190,13 @@ def _run(
         if on_frames is not None:
             on_frames(frames)
         nxt = next(blocks, None)
-        if getattr(localizer, "takes_context", False):
-            locs = localizer.localize(
-                frames,
-                movie.calibration,
-                start,
-                context_before=prev[1] if prev is not None and prev[0] == start else None,
-                context_after=(
-                    nxt[1][:1] if nxt is not None and nxt[0] == start + len(frames) else None
-                ),
-            )
-        else:
-            locs = localizer.localize(frames, movie.calibration, start)
+        locs = localizer.localize(
+            frames,
+            movie.calibration,
+            start,
+            context_before=prev[1] if prev is not None and prev[0] == start else None,
+            context_after=nxt[1][:1] if nxt is not None and nxt[0] == start + len(frames) else None,
+        )
         sink(locs)
         if mark is not None:
             mark(start, start + len(frames))
@@ -287,21 +287,22 @@ def localize(
     """
     config = config or CNNLocalizerConfig()
     input_path = Path(input_path)
-    in_place = output is None or Path(output).resolve() == input_path.resolve()
+    output_path = input_path if output is None else Path(output)
+    in_place = output is None or output_path.resolve() == input_path.resolve()
     if in_place and input_path.suffix.lower() in _STACK_SUFFIXES:
         raise DblinkError(
             f"{input_path} is a TIFF: give -o/--output (a table or a .zarr recording)"
         )
-    if not in_place and Path(output).suffix != ".zarr" and output_format == "auto":
+    if not in_place and output_path.suffix != ".zarr" and output_format == "auto":
         by_suffix = {".csv": "thunderstorm", ".h5": "decode", ".hdf5": "picasso"}
-        output_format = by_suffix.get(Path(output).suffix.lower(), "")
+        output_format = by_suffix.get(output_path.suffix.lower(), "")
         if not output_format:
             raise DblinkError(
-                f"cannot tell the table format of {Path(output).name}: use .csv (ThunderSTORM), "
+                f"cannot tell the table format of {output_path.name}: use .csv (ThunderSTORM), "
                 ".h5 (DECODE), .hdf5 (Picasso) or .zarr, or give --format"
             )
     if not in_place:
-        check_writable(output)  # before the work, not after it
+        check_writable(output_path)  # before the work, not after it
     movie = open_input(input_path, pixel_size_nm, writable=in_place, **calibration)
     localizer = make_localizer(config, device)
     info = describe_localizer(localizer, config, movie.calibration)
@@ -331,7 +332,7 @@ def localize(
         _record_check(localizer, info, rec)
         return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
 
-    output = Path(output)  # type: ignore[arg-type]
+    output = output_path  # not in place: the path given
     if output.exists() and not overwrite:
         raise DblinkError(f"{output} already exists; pass --overwrite to replace it")
     if output.suffix == ".zarr":
@@ -409,11 +410,10 @@ def localize_missing(
     for a, b in ranges:
         for s, frames in rec.iter_frames(a, b, 256, movie.skip_unreadable):
             e = s + len(frames)
-            if getattr(localizer, "takes_context", False):
-                before, after = context(s - 1, s), context(e, e + 1)
-                parts.append(localizer.localize(frames, movie.calibration, s, before, after))
-            else:
-                parts.append(localizer.localize(frames, movie.calibration, s))
+            before, after = (
+                (context(s - 1, s), context(e, e + 1)) if localizer.takes_context else (None, None)
+            )
+            parts.append(localizer.localize(frames, movie.calibration, s, before, after))
             localized.append((s, e))
             done += e - s
             if progress is not None:
@@ -437,7 +437,7 @@ def evaluate_localizers(
     localizers: tuple[str, ...] = ("cnn", "classic"),
     weights: str | None = None,
     tolerance_nm: float = 250.0,
-    method: str = "greedy",
+    method: Literal["greedy", "hungarian"] = "greedy",
     device: str = "auto",
     pixel_size_nm: float | None = None,
     min_photons: float = 0.0,
@@ -450,7 +450,7 @@ def evaluate_localizers(
     ``ground_truth`` (e.g. ThunderSTORM CSV). ``min_photons`` drops dimmer true emitters (and
     predictions matched to nothing near them are still false positives).
     """
-    movie = open_input(input_path, pixel_size_nm, **calibration)
+    movie = open_input(input_path, pixel_size_nm, writable=False, **calibration)
     if ground_truth is not None:
         from dblink_live.io.tables import read_localizations
 
@@ -490,7 +490,7 @@ def evaluate_localizers(
         pred = Localizations.concatenate(parts) if parts else Localizations.empty()
         s = score_localizations(
             gt_frame, gt_x, gt_y, pred.frame, pred.x_nm, pred.y_nm, tolerance_nm, method
-        )  # type: ignore[arg-type]
+        )
         report["results"][name] = {
             **s.to_dict(),
             "localizations": n,

@@ -67,7 +67,7 @@ def _reprocess_task(path: str, options: dict[str, Any], threads: int) -> dict[st
     return res
 
 
-def _connect(scheduler: str | None, workers: int, threads_per_worker: int):  # type: ignore[no-untyped-def]
+def _connect(scheduler: str | None, workers: int, threads_per_worker: int):
     """(client, the local cluster started for it or None)."""
     from distributed import Client, LocalCluster
 

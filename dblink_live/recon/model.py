@@ -14,7 +14,7 @@ look-ahead.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -158,7 +158,7 @@ class ConvBiLSTM(nn.Module):
         total = 0
         for cells in (self.forward_cells, self.backward_cells):
             for cell in cells:
-                w = cell.conv.weight
+                w = cast(ConvLSTMCell, cell).conv.weight
                 total += w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
         for m in [*self.head, self.out]:
             if isinstance(m, nn.Conv2d):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from dblink_live.io.recording import Recording
 from dblink_live.localizations import Localizations
 from dblink_live.metrics import decorrelation_resolution, frc_curve, frc_resolution
 
+if TYPE_CHECKING:
+    from dblink_live.recon.inference import LoadedModel
+
 __all__ = ["alternating_block_reconstructions", "resolution_report"]
 
 #: FRC threshold (the fixed 1/7 criterion).
@@ -35,7 +38,7 @@ FRC_THRESHOLD = 1.0 / 7.0
 
 def alternating_block_reconstructions(
     locs: Localizations,
-    model,  # type: ignore[no-untyped-def]
+    model: LoadedModel,
     fov_nm: tuple[float, float],
     n_frames: int,
     window_frames: int,
@@ -127,17 +130,12 @@ def resolution_report(
         if not name:
             raise DblinkError("the reconstruction does not name its model: pass --weights")
         model = load_recon_model(name, device)
-        fov = tuple(float(v) for v in attrs.get("fov_nm", (data.shape[2] * bin_nm,
-                                                           data.shape[1] * bin_nm)))  # fmt: skip
-        origin = tuple(float(v) for v in attrs.get("origin_nm", (0.0, 0.0)))
-        a, b = alternating_block_reconstructions(
-            locs,
-            model,
-            fov,
-            rec.n_frames,
-            w,
-            origin,  # type: ignore[arg-type]
-        )
+        # (width, height) and (x, y) as the reconstruction stored them
+        default_fov = (data.shape[2] * bin_nm, data.shape[1] * bin_nm)
+        fov = cast(tuple[float, float], tuple(float(v) for v in attrs.get("fov_nm", default_fov)))
+        origin_nm = attrs.get("origin_nm", (0.0, 0.0))
+        origin = cast(tuple[float, float], tuple(float(v) for v in origin_nm))
+        a, b = alternating_block_reconstructions(locs, model, fov, rec.n_frames, w, origin)
         if len(a) == 0:
             raise DblinkError(f"{rec.path}: too few frames for two halves of W={w}")
         idx = np.unique(np.linspace(0, len(a) - 1, min(10, len(a))).astype(int))
@@ -163,7 +161,7 @@ def resolution_report(
     return report
 
 
-def _plot(path: Path, report: dict[str, Any], curve) -> None:  # type: ignore[no-untyped-def]
+def _plot(path: Path, report: dict[str, Any], curve) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -283,7 +283,7 @@ def train_recon(
         state, init_info = load_init_weights(init, config, dev)
         model.load_state_dict(state)
         log.info("fine-tuning from %s (step %d)", init_info["path"], init_info["step"])
-    opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=tuple(t.betas))
+    opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=(t.betas[0], t.betas[1]))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=t.plateau_patience)
     step, best, bad = 0, math.inf, 0
     best_state: dict | None = None

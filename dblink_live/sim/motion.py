@@ -109,7 +109,7 @@ def sample_motion(
 
 
 def anchor_positions(
-    geom: Geometry, motion: MotionState, anchors: Anchors, t_s: np.ndarray
+    geom: Geometry, motion: MotionState, anchors: Anchors, t_s: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions (nm) of anchors at their own times.
 

@@ -61,6 +61,8 @@ def duty_cycle_for_density(
     """
     if cfg.duty_cycle is not None:
         return cfg.duty_cycle, False
+    if cfg.density_per_um2 is None:  # the config's validator requires one of the two
+        raise ValueError("set exactly one of density_per_um2 and duty_cycle (both are null)")
     if n_labels <= 0:
         return cfg.max_duty_cycle, True
     q = cfg.density_per_um2 * area_um2 / n_labels

@@ -188,7 +188,7 @@ def _assemble(
         )
     verts = np.concatenate(polylines)
     obj = np.repeat(np.arange(n), [len(p) for p in polylines])
-    arcs = []
+    arcs: list[np.ndarray] = []
     for i, p in enumerate(polylines):
         seg = np.hypot(*np.diff(p, axis=0).T)
         start = 0.0

@@ -25,6 +25,7 @@ from dblink_live.display.frames import ViewFrame
 from dblink_live.display.imaging import confidence_tint
 from dblink_live.display.panels import ImagePanel
 from dblink_live.display.source import RecordingSource
+from dblink_live.display.state import ViewerState
 from dblink_live.display.statusbar import AlertBanner, StatusFields
 from dblink_live.display.timebar import TimeBar
 from dblink_live.errors import DblinkError
@@ -95,13 +96,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.last_error: str | None = None
         #: Display counters: timer ticks, redraws, live versions skipped (newer one shown).
         self.counters = {"ticks": 0, "redraws": 0, "skipped_versions": 0}
-        self._follow = pipeline is not None
-        self._playing = False
-        self._shown_version = -1
+        #: follow / pause / play and the live version on screen (Qt-free, see state.py)
+        self.state = ViewerState.for_session(pipeline is not None)
         self._shown_output: tuple[int, int] = (-1, -1)
         self._tint_dirty = True
         self._zoomed = False
-        self._pipeline_done = False
         self._last_refresh_tick = 0
         self._starter: threading.Thread | None = None
         self._start_error: BaseException | None = None
@@ -215,7 +214,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.zoom_action = action("Reset zoom", self.reset_zoom, "Ctrl+0", "show the whole field")
         play = QtGui.QAction(self)
         play.setShortcut(QtGui.QKeySequence("Space"))
-        play.triggered.connect(lambda _c=False: self.set_playing(not self._playing))
+        play.triggered.connect(lambda _c=False: self.set_playing(not self.state.playing))
         self.addAction(play)
 
     def _update_title(self) -> None:
@@ -236,25 +235,24 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.stop_action.setEnabled(state is PipelineState.RUNNING)
         self.open_action.setEnabled(not running)
         self.export_action.setEnabled(self.source is not None or self.pipeline is not None)
-        live_possible = self.pipeline is not None and not self._pipeline_done
-        self.time_bar.live_button.setEnabled(live_possible)
-        self.time_bar.play_button.setEnabled(self.source is not None and not self._follow)
+        self.time_bar.live_button.setEnabled(self.state.can_follow)
+        self.time_bar.play_button.setEnabled(self.state.can_play(self.source is not None))
         self.time_bar.slider.setEnabled(self.source is not None)
 
     # ------------------------------------------------------------------ public API
     @property
     def following_live(self) -> bool:
         """True while the panels follow the pipeline's newest results."""
-        return self._follow
+        return self.state.follow
 
     @property
     def playing(self) -> bool:
-        return self._playing
+        return self.state.playing
 
     @property
     def shown_version(self) -> int:
         """``LiveResults.version`` on screen (-1: a recording frame or nothing)."""
-        return self._shown_version
+        return self.state.shown_version
 
     def open_recording(self, path: str | Path) -> bool:
         """Show the recording at ``path``; on failure show a message box and return False."""
@@ -268,7 +266,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.show_error("Cannot open recording", f"{path}: {type(exc).__name__}: {exc}")
             return False
         self._set_source(source)
-        self._follow = False
+        self.state.set_follow(False)
         self.time_bar.set_live(False)
         self.show_frame_index(0)
         self._update_title()
@@ -299,7 +297,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             log.warning("cannot read frame %d of %s: %s", frame, self.source.path, exc)
             self.info_label.setText(f"cannot read frame {frame}: {exc}")
             return
-        self._shown_version = -1
+        self.state.show_recording_frame()
         self._show(vf)
 
     def set_follow_live(self, follow: bool) -> None:
@@ -308,12 +306,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
         Pausing never stops acquisition; while paused the recording written so far can be
         scrubbed.
         """
-        follow = bool(follow) and self.pipeline is not None and not self._pipeline_done
-        self._follow = follow
+        follow = self.state.set_follow(follow)  # stops playback, redraws the newest at once
         self.time_bar.set_live(follow)
         if follow:
-            self.set_playing(False)
-            self._shown_version = -1  # redraw the newest at once
+            self.time_bar.set_playing(False)
         else:
             self._attach_pipeline_recording()
             if self.source is not None and self.frame is not None:
@@ -322,10 +318,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def set_playing(self, playing: bool) -> None:
         """Play the recording from the slider position (only when not following live)."""
-        playing = bool(playing) and self.source is not None and not self._follow
+        playing = self.state.can_play(self.source is not None) and bool(playing)
         if playing and self.source is not None and self.time_bar.frame >= self.source.n_frames - 1:
             self.show_frame_index(0)
-        self._playing = playing
+        self.state.set_playing(playing, self.source is not None)
         self.time_bar.set_playing(playing)
 
     @property
@@ -373,7 +369,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             return
         # a failed start has no live results to follow: stop following now, not at the next
         # status poll (which would see the failed state a tick later)
-        self._follow = False
+        self.state.set_follow(False)
         self.time_bar.set_live(False)
         if isinstance(exc, DblinkError):
             self.show_error("Cannot start", str(exc))
@@ -488,26 +484,24 @@ class ViewerWindow(QtWidgets.QMainWindow):
         tick = self.counters["ticks"]
         if self._starter is not None:
             self._finish_start()
-        if self.pipeline is not None and not self._pipeline_done:
+        if self.pipeline is not None and not self.state.session_done:
             if tick % self._status_every == 1 or self._status_every == 1:
                 self._show_status(self.pipeline.status())
-            if self._follow:
+            if self.state.follow:
                 self._pull_live()
             elif tick - self._last_refresh_tick >= self._refresh_every:
                 self._last_refresh_tick = tick
                 self._refresh_source()
-        if self._playing:
+        if self.state.playing:
             self._advance_playback()
 
     def _pull_live(self) -> None:
         if self.pipeline is None:
             return
         res = self.pipeline.latest(render_maps=self.render_window.value())
-        if res.version <= self._shown_version:
+        if not self.state.accept(res.version):
             return
-        if self._shown_version >= 0:
-            self.counters["skipped_versions"] += res.version - self._shown_version - 1
-        self._shown_version = int(res.version)
+        self.counters["skipped_versions"] = self.state.skipped_versions
         self._show(ViewFrame.from_live(res))
 
     def _advance_playback(self) -> None:
@@ -527,19 +521,18 @@ class ViewerWindow(QtWidgets.QMainWindow):
         text = status_text(status)
         self.status_fields.show_status(text)
         self.banner.show_alerts(text.errors, text.warnings)
-        if status.state.done and not self._pipeline_done:
+        if status.state.done and not self.state.session_done:
             self._on_pipeline_done(status)
         self._update_actions()
 
     def _on_pipeline_done(self, status: PipelineStatus) -> None:
         """The run ended: show its recording, scrubbable, at its last frame."""
-        self._pipeline_done = True
-        self._follow = False
+        self.state.end_session()
         self.time_bar.set_live(False)
         if self.frame is None or self.frame.version >= 0:
             # catch the final results first, then switch to the recording
             try:
-                self._shown_version = -1
+                self.state.redraw()
                 self._pull_live()
             except Exception:  # pragma: no cover - a failed pipeline may have none
                 log.debug("no final results", exc_info=True)
@@ -618,7 +611,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.frame = vf
         interval = self.source.frame_interval_s if self.source is not None else None
         self.time_bar.label.setText(vf.describe(interval))
-        n = self.source.n_frames if self.source is not None and not self._follow else 0
+        n = self.source.n_frames if self.source is not None and not self.state.follow else 0
         self.time_bar.set_position(vf.frame_index, max(n, vf.frame_index + 1))
         if not self._zoomed:
             self.reset_zoom()
@@ -637,13 +630,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._update_tint(self.frame)
 
     def _render_window_changed(self, _value: int) -> None:
-        if self._follow:
-            self._shown_version = -1
+        if self.state.follow:
+            self.state.redraw()
         elif self.frame is not None:
             self.show_frame_index(self.frame.frame_index)
 
     def _slider_moved(self, frame: int) -> None:
-        if self._follow:
+        if self.state.follow:
             self.set_follow_live(False)
             self._attach_pipeline_recording(refresh=True)
         self.show_frame_index(frame)
@@ -671,7 +664,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Stop the timer; stop the pipeline and wait for it to finish draining."""
         self.timer.stop()
-        self._playing = False
+        self.state.set_playing(False, False)
         pipeline = self.pipeline
         if self._starter is not None:  # let a start in progress end before stopping
             QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)

@@ -1101,9 +1101,9 @@ def _status_printer(every_s: float | None = None):
 
 
 def _run_live(pipeline, headless: bool, quiet: bool) -> None:
-    """Run a pipeline to the end (viewer or headless status), then write its summary."""
-    from dblink_live.pipeline_types import PipelineState
-    from dblink_live.report import write_live_summary
+    """Run a pipeline to the end (viewer or headless status), then write its summary
+    (:func:`dblink_live.report.finish_run`)."""
+    from dblink_live.report import finish_run
 
     if not headless and not _display_available():
         log.warning("no display found: running headless (the summary PNG shows the result)")
@@ -1118,39 +1118,7 @@ def _run_live(pipeline, headless: bool, quiet: bool) -> None:
         run_viewer(pipeline=pipeline, start=True)  # the window opens at once, then starts it
         pipeline.stop()
         status = pipeline.wait()
-    rec_path = pipeline.recording_path
-    if status.state is PipelineState.FAILED and getattr(pipeline, "recording", None) is None:
-        raise DblinkError(f"the run could not start: {status.error}")
-    base = rec_path.with_suffix("")
-    png = base.with_name(base.name + "_summary.png")
-    js = base.with_name(base.name + "_summary.json")
-    scores = None
-    if status.state is PipelineState.FINISHED and status.outputs and pipeline.model is not None:
-        from dblink_live.io.recording import Recording
-
-        if Recording.open(rec_path).read_image("gt/skeleton") is not None:
-            from dblink_live.recon.evaluate import evaluate_recording
-
-            scores = evaluate_recording(rec_path)
-    try:
-        write_live_summary(rec_path, png, js, pipeline.summary, scores)
-    except OSError as exc:
-        if status.state is not PipelineState.FAILED and exc.errno not in WRITE_ERRNOS:
-            raise
-        log.warning("the summary was not written (%s)", exc.strerror or exc)
-    if status.state is PipelineState.FAILED:
-        if "the run stopped" in (status.error or ""):  # the recorder's own message says it
-            raise DblinkError(str(status.error))
-        raise DblinkError(f"the run failed: {status.error} (recorded frames are in {rec_path})")
-    score = ""
-    if scores:
-        t1 = scores["reconstruction"]["tol1"]
-        score = f"; vs ground truth 1-bin recall {t1['recall']:.3f}, Jaccard {t1['jaccard']:.3f}"
-    out.print(
-        f"recorded {status.frames_recorded} frames ({status.dropped_frames} dropped by the live "
-        f"path, {status.recorder_lost} lost by the recorder), {status.outputs} reconstructions "
-        f"to {rec_path}{score}; summary {png}"
-    )
+    out.print(finish_run(pipeline, status).describe())
 
 
 def _micromanager_paths(adapter_path: Path, mm_config: Path) -> tuple[Path, Path]:

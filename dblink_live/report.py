@@ -3,16 +3,117 @@
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dblink_live.errors import WRITE_ERRNOS, DblinkError
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import count_maps
 from dblink_live.sim.scene import grid_shape
 
-__all__ = ["write_live_summary"]
+if TYPE_CHECKING:
+    from dblink_live.pipeline import Pipeline
+    from dblink_live.pipeline_types import PipelineStatus
+
+__all__ = ["RunReport", "finish_run", "summary_paths", "write_live_summary"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    """What a finished live run left: its status, recording, summary files and scores.
+
+    Attributes
+    ----------
+    status : PipelineStatus
+        The final status.
+    recording : Path
+        The recording written.
+    summary_png, summary_json : Path
+        ``OUT_summary.png`` / ``OUT_summary.json`` beside it.
+    summary_written : bool
+        False when the disk refused the summary (said in the log; the recording is complete).
+    scores : dict or None
+        Scores against the ground truth (a simulated or replayed simulated run), as
+        :func:`dblink_live.recon.evaluate.evaluate_recording` returns them.
+    """
+
+    status: PipelineStatus
+    recording: Path
+    summary_png: Path
+    summary_json: Path
+    summary_written: bool
+    scores: dict[str, Any] | None
+
+    def describe(self) -> str:
+        """One line for the console: frames recorded, dropped and lost, outputs, scores."""
+        st = self.status
+        score = ""
+        if self.scores:
+            t1 = self.scores["reconstruction"]["tol1"]
+            score = (
+                f"; vs ground truth 1-bin recall {t1['recall']:.3f}, Jaccard {t1['jaccard']:.3f}"
+            )
+        summary = f"; summary {self.summary_png}" if self.summary_written else ""
+        return (
+            f"recorded {st.frames_recorded} frames ({st.dropped_frames} dropped by the live "
+            f"path, {st.recorder_lost} lost by the recorder), {st.outputs} reconstructions "
+            f"to {self.recording}{score}{summary}"
+        )
+
+
+def summary_paths(recording: str | Path) -> tuple[Path, Path]:
+    """``(OUT_summary.png, OUT_summary.json)`` beside recording ``OUT.zarr``."""
+    base = Path(recording).with_suffix("")
+    return base.with_name(base.name + "_summary.png"), base.with_name(base.name + "_summary.json")
+
+
+def _has_truth(recording: Path) -> bool:
+    return Recording.open(recording).read_image("gt/skeleton") is not None
+
+
+def finish_run(pipeline: Pipeline, status: PipelineStatus) -> RunReport:
+    """After a live run ended (``status`` from ``pipeline.run()`` or ``wait()``): score it
+    against its ground truth when it has one, write the summary figure and JSON, and return
+    the report.
+
+    Raises
+    ------
+    DblinkError
+        when the run failed (after writing what summary it can: the recording is kept), or
+        could not start at all.
+    """
+    from dblink_live.pipeline_types import PipelineState
+
+    rec_path = pipeline.recording_path
+    failed = status.state is PipelineState.FAILED
+    if failed and pipeline.recording is None:
+        raise DblinkError(f"the run could not start: {status.error}")
+    png, js = summary_paths(rec_path)
+    scores = None
+    reconstructed = status.state is PipelineState.FINISHED and bool(status.outputs)
+    if reconstructed and pipeline.model is not None and _has_truth(rec_path):
+        from dblink_live.recon.evaluate import evaluate_recording
+
+        scores = evaluate_recording(rec_path)
+    written = True
+    try:
+        write_live_summary(rec_path, png, js, pipeline.summary, scores)
+    except OSError as exc:
+        if not failed and exc.errno not in WRITE_ERRNOS:
+            raise
+        log.warning("the summary was not written (%s)", exc.strerror or exc)
+        written = False
+    if failed:
+        if "the run stopped" in (status.error or ""):  # the recorder's own message says it
+            raise DblinkError(str(status.error))
+        raise DblinkError(f"the run failed: {status.error} (recorded frames are in {rec_path})")
+    return RunReport(status, rec_path, png, js, written, scores)
 
 
 def _clip(img: np.ndarray, pct: float = 99.5) -> tuple[float, float]:

@@ -280,6 +280,36 @@ def test_a_failing_worker_fails_the_pipeline_but_the_recording_is_complete(
         pipe.start()
 
 
+def test_finish_run_scores_a_replayed_simulation_and_reports_a_failed_run(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    """The orchestration after a run (library, not CLI): scores against the replayed
+    simulation's ground truth, the summary files, one line; a failed run raises after
+    writing its summary, naming where the frames are."""
+    from dblink_live.report import finish_run
+
+    out = tmp_path / "ok.zarr"
+    pipe = Pipeline(ReplaySource(small_recording, speed=0), out, config=_small(), device="cpu")
+    report = finish_run(pipe, pipe.run())
+    assert report.recording == out and report.summary_written
+    assert report.summary_png.exists() and report.summary_json.exists()
+    tol1 = report.scores["reconstruction"]["tol1"]
+    assert 0.0 <= tol1["jaccard"] <= 1.0
+    assert f"Jaccard {tol1['jaccard']:.3f}" in report.describe()
+    assert json.loads(report.summary_json.read_text())["scores"] == json.loads(
+        json.dumps(report.scores)
+    )
+
+    bad = tmp_path / "bad.zarr"
+    pipe = Pipeline(
+        ReplaySource(small_recording, speed=0), bad, config=_small(), localizer=_BrokenLocalizer()
+    )
+    status = pipe.run()
+    with pytest.raises(DblinkError, match=r"the run failed: .*GPU fell off the bus.*bad\.zarr"):
+        finish_run(pipe, status)
+    assert (tmp_path / "bad_summary.png").exists()
+
+
 def test_a_window_outside_the_models_training_range_is_warned(
     small_recording: Path, tmp_path: Path
 ) -> None:

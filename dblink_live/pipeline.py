@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from dblink_live import __version__
-from dblink_live.acquire.base import FrameSource
-from dblink_live.acquire.ground_truth import GroundTruthWriter, copied_truth, scene_truth
+from dblink_live.acquire.base import FrameSource, GroundTruthSource
+from dblink_live.acquire.ground_truth import GroundTruthWriter
 from dblink_live.config import RunConfig
 from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
 from dblink_live.io.recorder import Recorder
@@ -1033,27 +1033,29 @@ class Pipeline:
         self._finished.set()
 
     def _truth_writer(self) -> GroundTruthWriter | None:
-        """Simulated sources: a writer of the ground truth of what is recorded (simulated by
-        the virtual microscope, or copied from a replayed simulation)."""
+        """A writer of the ground truth of what is recorded, for a source that has one
+        (:class:`~dblink_live.acquire.base.GroundTruthSource`: the virtual microscope, a
+        replayed simulation)."""
         rec = self.recording
         assert rec is not None
-        sim = getattr(self.source, "simulator", None)
-        if sim is not None:
-            grid = self.config.grid.model_copy(
-                update={"window_frames": self.window, "bin_nm": self.bin_nm}
-            )
-            truth = scene_truth(sim.scene, grid)
-            # maps cost the live path CPU: drawn at the end (evaluate redraws them after a kill)
-            return GroundTruthWriter(
-                rec, truth, self.bin_nm, self.window, GT_BLOCK_MAPS, maps_during_run=False
-            )
-        else:
-            src = getattr(self.source, "recording", None)
-            copied = copied_truth(src, self.bin_nm, self.window) if src is not None else None
-            if copied is None or src is None:
-                return None
-            rec.update_meta(simulated=True, replayed_from=str(src.path))
-        return GroundTruthWriter(rec, copied, self.bin_nm, self.window, GT_BLOCK_MAPS)
+        if not isinstance(self.source, GroundTruthSource):
+            return None
+        grid = self.config.grid.model_copy(
+            update={"window_frames": self.window, "bin_nm": self.bin_nm}
+        )
+        known = self.source.ground_truth(grid)
+        if known is None:
+            return None
+        if known.metadata:
+            rec.update_meta(**known.metadata)
+        return GroundTruthWriter(
+            rec,
+            known.truth,
+            self.bin_nm,
+            self.window,
+            GT_BLOCK_MAPS,
+            maps_during_run=known.maps_during_run,
+        )
 
     def _truth_loop(self) -> None:
         """Write the ground truth of whole blocks as they are recorded: a killed run keeps it."""

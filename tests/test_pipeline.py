@@ -280,6 +280,23 @@ def test_a_failing_worker_fails_the_pipeline_but_the_recording_is_complete(
         pipe.start()
 
 
+def test_a_replayed_simulation_is_a_ground_truth_source(small_recording: Path) -> None:
+    """The pipeline asks the source for its truth (GroundTruthSource), not its attributes:
+    a replay hands over the stored truth at the live grid, and says where it came from."""
+    from dblink_live.acquire.base import FrameSource, GroundTruthSource
+
+    src: FrameSource = ReplaySource(small_recording, speed=0)
+    assert isinstance(src, GroundTruthSource)
+    grid = _small().grid
+    known = src.ground_truth(grid)
+    assert known is not None and known.maps_during_run
+    assert known.metadata == {"simulated": True, "replayed_from": str(small_recording)}
+    stored = Recording.open(small_recording)
+    assert len(known.truth.emitters(0, stored.n_frames)) == len(stored.read_emitters())
+    maps = known.truth.maps(0, 2)
+    assert maps is not None and maps["gt/skeleton"].shape[0] == 2
+
+
 def test_finish_run_scores_a_replayed_simulation_and_reports_a_failed_run(
     small_recording: Path, tmp_path: Path
 ) -> None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["FrameSink", "FrameSource"]
+if TYPE_CHECKING:
+    from dblink_live.acquire.ground_truth import Truth
+    from dblink_live.config import GridConfig
+
+__all__ = ["FrameSink", "FrameSource", "GroundTruthSource", "SourceTruth"]
 
 #: Receives one (Y, X) frame and its metadata; must return quickly (copy only).
 FrameSink = Callable[[np.ndarray, dict[str, Any]], Any]
@@ -43,4 +48,36 @@ class FrameSource(Protocol):
 
     def run(self, sink: FrameSink, stop: threading.Event) -> int:
         """Produce frames into ``sink`` until done or ``stop`` is set; returns frames produced."""
+        ...
+
+
+@dataclass
+class SourceTruth:
+    """What a source knows about the sample it shows, for the pipeline to store beside the
+    recording (``gt/``).
+
+    Attributes
+    ----------
+    truth : Truth
+        Emitters and ground-truth maps of the frames the source produces, on the live grid.
+    maps_during_run : bool
+        Whether its maps may be drawn while acquiring (False: at the end, since drawing costs
+        the live path CPU; evaluate redraws them after a kill).
+    metadata : dict
+        Stored in the recording's metadata (e.g. ``replayed_from``).
+    """
+
+    truth: Truth
+    maps_during_run: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class GroundTruthSource(Protocol):
+    """A source that knows its ground truth: the virtual microscope (its simulation) and a
+    replay of a simulated recording (the truth stored in it)."""
+
+    def ground_truth(self, grid: GridConfig) -> SourceTruth | None:
+        """The truth on ``grid`` (the live bin size and window), or None when there is none
+        (e.g. a replay of a real recording)."""
         ...

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dblink_live.acquire.base import FrameSink
+from dblink_live.acquire.base import FrameSink, SourceTruth
+from dblink_live.acquire.ground_truth import copied_truth
+from dblink_live.config import GridConfig
 from dblink_live.errors import DblinkError
 from dblink_live.io.recording import Recording
 
@@ -52,6 +54,15 @@ class ReplaySource:
     @property
     def n_frames(self) -> int:
         return self.recording.n_frames
+
+    def ground_truth(self, grid: GridConfig) -> SourceTruth | None:
+        """The truth stored in a replayed simulation, at ``grid``'s bin size and window
+        (None for a recording that has none)."""
+        copied = copied_truth(self.recording, grid.bin_nm, grid.window_frames)
+        if copied is None:
+            return None
+        meta = {"simulated": True, "replayed_from": str(self.recording.path)}
+        return SourceTruth(copied, maps_during_run=True, metadata=meta)
 
     def run(self, sink: FrameSink, stop: threading.Event) -> int:
         """Push every frame into ``sink`` with metadata ``{"frame": i, "source": "replay"}``."""

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from dblink_live.acquire.base import SourceTruth
+from dblink_live.acquire.ground_truth import scene_truth
 from dblink_live.acquire.micromanager import MicroManagerSource
-from dblink_live.config import RunConfig
+from dblink_live.config import GridConfig, RunConfig
 from dblink_live.errors import DblinkError
 from dblink_live.sim.movie import MovieSimulator
 
@@ -204,3 +206,8 @@ class VirtualMicroscopeSource(MicroManagerSource):
         )
         self.frame_interval_s = interval
         self.simulation_metadata = meta["simulation"]
+
+    def ground_truth(self, grid: GridConfig) -> SourceTruth:
+        """The simulated scene's truth on ``grid``; its maps are drawn at the end of the run
+        (they cost the live path CPU)."""
+        return SourceTruth(scene_truth(self.simulator.scene, grid), maps_during_run=False)

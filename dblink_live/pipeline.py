@@ -46,7 +46,7 @@ from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
 from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
-from dblink_live.live import LocalizedBlock, MapAssembler, WindowMap
+from dblink_live.live import LocalizedBlock, MapAssembler, RecordingSink, WindowMap
 from dblink_live.localizations import Localizations
 from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
@@ -838,26 +838,9 @@ class Pipeline:
         assembler = MapAssembler(w, self.grid_yx, self.bin_nm, self.origin_nm)
         arrival_end: dict[int, float] = {}  # map -> arrival of its last frame, until output
         total_locs, total_frames = 0.0, 0
-        pending_out: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-        last_flush = time.monotonic()
-        # localizations are stored here, batched (a zarr append per column costs
-        # milliseconds), and always before the reconstructions made from them: a run killed
-        # at any moment never holds a reconstruction over frames it does not call localized
-        pending_locs: list[Localizations] = []
-        pending_ranges: list[tuple[int, int]] = []
-        last_loc_write = [time.monotonic()]
-
-        def write_locs() -> None:
-            rec = self.recording
-            if rec is None:
-                return
-            if pending_locs:
-                rec.append_localizations(Localizations.concatenate(pending_locs))
-                pending_locs.clear()
-            for a, b in pending_ranges:
-                rec.mark_localized(a, b)
-            pending_ranges.clear()
-            last_loc_write[0] = time.monotonic()
+        assert self.recording is not None
+        # localizations and reconstructions are written in blocks, localizations first
+        sink = RecordingSink(self.recording, OUTPUT_BLOCK, 1.0, LOC_WRITE_S)
 
         # unscaled counts and localized frames of recent maps: the evidence for the confidence
         evidence_maps: dict[int, tuple[np.ndarray, int]] = {}
@@ -903,11 +886,10 @@ class Pipeline:
                 if k >= next_written[0]:
                     blank = np.zeros((ny, nx), np.float32)
                     has_conf = bool(self.model and self.model.model.architecture["confidence"])
-                    pending_out.append((k, blank, blank if has_conf else None))
+                    sink.add_output((k, blank, blank if has_conf else None), flush_when_due=False)
                     next_written[0] = k + 1
 
         def deliver(out: tuple[int, np.ndarray, np.ndarray | None]) -> None:
-            nonlocal last_flush
             idx, rec, conf = out
             t_arr = arrival_end.pop(idx, None)
             placeholders(idx)
@@ -920,7 +902,6 @@ class Pipeline:
                 with self._stats_lock:
                     self._latencies.append(latency)
                 self._adapt_budget(latency)
-            pending_out.append(out)
             self._map_rate.add(1)
             with self._lock:
                 self._outputs += 1
@@ -933,19 +914,7 @@ class Pipeline:
                     confidence=conf,
                     output_first_frame=idx * w,
                 )
-            if len(pending_out) >= OUTPUT_BLOCK or time.monotonic() - last_flush > 1.0:
-                flush()
-
-        def flush() -> None:
-            nonlocal last_flush
-            write_locs()  # first: the outputs' input is on disk before they are
-            if pending_out and self.recording is not None:
-                self.recording.append_image("reconstruction", np.stack([o[1] for o in pending_out]))
-                confidence = [o[2] for o in pending_out if o[2] is not None]
-                if confidence:
-                    self.recording.append_image("confidence", np.stack(confidence))
-                pending_out.clear()
-            last_flush = time.monotonic()
+            sink.add_output(out)
 
         while True:
             try:
@@ -960,11 +929,7 @@ class Pipeline:
                 break
             block: LocalizedBlock = item
             t_start = time.perf_counter()
-            pending_locs.append(block.locs)
-            if block.n:
-                pending_ranges.append((block.first, block.first + block.n))
-            if time.monotonic() - last_loc_write[0] > LOC_WRITE_S:
-                write_locs()
+            sink.add_block(block)
             for wm in assembler.add(block):
                 finish_map(wm)
             self._busy["reconstruction"] += time.perf_counter() - t_start
@@ -972,7 +937,7 @@ class Pipeline:
             for out in self.streamer.flush():
                 deliver(out)
             placeholders(assembler.next_map)
-        flush()
+        sink.flush()
 
     def _tempered(
         self,

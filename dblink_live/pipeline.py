@@ -46,8 +46,13 @@ from dblink_live.errors import WRITE_ERRNOS, DblinkError, RecordingError
 from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
 from dblink_live.io.ring import FrameRing
-from dblink_live.live import LocalizedBlock, MapAssembler, RecordingSink, WindowMap
-from dblink_live.localizations import Localizations
+from dblink_live.live import (
+    LocalizedBlock,
+    MapAssembler,
+    RecordingSink,
+    StreamingLocalizer,
+    WindowMap,
+)
 from dblink_live.localize import CameraCalibration, Localizer, make_localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.data import map_scale
@@ -702,30 +707,21 @@ class Pipeline:
         cur, loc, ring = self._loc_cursor, self.localizer, self.ring
         assert loc is not None and ring is not None and self.recording is not None
         batch_n = int(getattr(self.config.localizer, "batch_frames", 16))
-        cnn = loc.takes_context
-        held: tuple[int, np.ndarray, float] | None = None  # CNN: last frame waits for its next
-        before: np.ndarray | None = None
-        lost_pending: list[tuple[int, int]] = []
 
-        def emit(first: int, frames: np.ndarray, arrival: list[float], after: np.ndarray | None):
-            nonlocal before, lost_pending
-            t_start = time.perf_counter()
+        def measure(frames: np.ndarray) -> None:
             if self._estimate_camera and len(frames) >= 8:
                 self._measure_camera(frames)
-            if len(frames):
-                locs = loc.localize(
-                    frames, self.calibration, first, context_before=before, context_after=after
-                )
-                before = frames[-1:]
-            else:
-                locs = Localizations.empty(self.calibration.pixel_size_nm, 0)
+
+        stream = StreamingLocalizer(loc, lambda: self.calibration, on_frames=measure)
+
+        def publish(t_start: float, blocks: list[LocalizedBlock]) -> None:
             self._busy["localizer"] += time.perf_counter() - t_start
-            self._frames_localized += len(frames)
-            self._loc_rate.add(len(frames))
-            with self._stats_lock:
-                self._locs_recent.append((len(frames), len(locs)))
-            self._put(LocalizedBlock(first, len(frames), locs, lost_pending, arrival))
-            lost_pending = []
+            for block in blocks:
+                self._frames_localized += block.n
+                self._loc_rate.add(block.n)
+                with self._stats_lock:
+                    self._locs_recent.append((block.n, len(block.locs)))
+                self._put(block)
 
         w = self.window
         while not self._abort.is_set():
@@ -740,11 +736,7 @@ class Pipeline:
                         self._dropped += b - a
                         if b - a == w:
                             self._skipped_maps.append(a // w)
-                        if held is not None:  # its next frame is skipped: no context
-                            emit(held[0], held[1][None], [held[2]], None)
-                            held = None
-                        before = None
-                        lost_pending = [*lost_pending, (a, b)]
+                        publish(time.perf_counter(), stream.lose([(a, b)]))
                     continue
                 take = min(batch_n, to_boundary)
             batch = cur.get(max_frames=take, timeout=0.1)
@@ -752,31 +744,17 @@ class Pipeline:
                 if ring.closed and cur.available() <= 0:
                     break
                 continue
+            t_start = time.perf_counter()
             if batch.lost:
-                n_lost = batch.n_lost
-                self._dropped += n_lost
+                self._dropped += batch.n_lost
                 log.debug("localizer skipped frames %s", batch.lost)
-                if held is not None:  # its next frame is gone: localize it without context
-                    emit(held[0], held[1][None], [held[2]], None)
-                    held = None
-                before = None
-                lost_pending = lost_pending + batch.lost
-            frames = batch.frames
+                publish(t_start, stream.lose(batch.lost))
+                t_start = time.perf_counter()
             arrival = [m.get("time_s", 0.0) for m in batch.metadata]
-            first = batch.first
-            if cnn:
-                if held is not None:
-                    frames = np.concatenate([held[1][None], frames])
-                    arrival = [held[2], *arrival]
-                    first = held[0]
-                held = (first + len(frames) - 1, frames[-1], arrival[-1])
-                emit(first, frames[:-1], arrival[:-1], frames[-1:])
-            else:
-                emit(first, frames, arrival, None)
-        if held is not None and not self._abort.is_set():
-            emit(held[0], held[1][None], [held[2]], None)
-        if lost_pending and not self._abort.is_set():  # skipped at the very end: say so
-            emit(cur.next_frame, np.empty((0, *ring.frame_shape), ring.dtype), [], None)
+            publish(t_start, stream.feed(batch.first, batch.frames, arrival))
+        if not self._abort.is_set():
+            t_start = time.perf_counter()
+            publish(t_start, stream.finish(cur.next_frame, ring.frame_shape, ring.dtype))
         self._put(_END)
 
     def _set_latency_budget(self, arrival_s: float | None) -> None:

@@ -88,7 +88,7 @@ class FrameRing:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = int(capacity)
-        self.frame_shape = tuple(int(v) for v in frame_shape)
+        self.frame_shape: tuple[int, int] = (int(frame_shape[0]), int(frame_shape[1]))
         self.dtype = np.dtype(dtype)
         self.path = Path(path) if path is not None else None
         #: frame slots, (capacity, Y, X): a numpy array in memory, a zarr array on disk

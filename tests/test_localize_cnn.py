@@ -106,6 +106,9 @@ def test_train_localizer_runs_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "loc.yaml").exists()
     first = torch.load(out, weights_only=False)
     assert first["step"] == 3 and first["optimizer_state"] is not None
+    # the plateau schedule is saved (validations at steps 2 and 3) and resumed, not restarted
+    assert first["schedule_state"]["best"] == first["metrics"]["best_validation"]
+    assert first["schedule_state"]["scheduler"]["last_epoch"] == 2
     r = subprocess.run(
         [*cmd[:-3], "--steps", "5", "--resume", str(out), "-q", "--device", "cpu"],
         capture_output=True,
@@ -113,7 +116,9 @@ def test_train_localizer_runs_and_resumes(tmp_path: Path) -> None:
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    assert torch.load(out, weights_only=False)["step"] == 5
+    resumed = torch.load(out, weights_only=False)
+    assert resumed["step"] == 5
+    assert resumed["schedule_state"]["scheduler"]["last_epoch"] == 4  # 2 + validations 4, 5
     loc = CNNLocalizer(CNNLocalizerConfig(weights=str(out)), device="cpu")
     assert loc.model_id["name"] == "loc"
     frames = np.full((2, 20, 20), 100, np.uint16)

@@ -42,6 +42,7 @@ from dblink_live.localize.cnn import LocalizerNet, make_checkpoint
 from dblink_live.localize.normalize import normalize_frames
 from dblink_live.sim.camera import Camera, render_expected_photons
 from dblink_live.sim.photophysics import blink_events
+from dblink_live.training_loop import Plateau, optimizer_step, resume_from, save_atomic
 
 __all__ = ["INPUT_SCALE", "TrainingBatch", "sample_batch", "train_localizer"]
 
@@ -305,16 +306,17 @@ def train_localizer(
     input_scale = Z_SCALE if cfg.input_norm == "robust" else INPUT_SCALE
     model = LocalizerNet(**arch).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+    # the plateau halves the learning rate (unless the linear decay has started); no early stop;
+    # every validation at or below the best counts as the best
+    plateau = Plateau(opt, lr_patience=3, stop_patience=None, min_delta=0.0)
     step = 0
-    best = math.inf
     if resume is not None:
-        ckpt = torch.load(resume, map_location=dev, weights_only=False)
-        model.load_state_dict(ckpt["model_state"])
-        if ckpt.get("optimizer_state"):
-            opt.load_state_dict(ckpt["optimizer_state"])
+        ckpt = resume_from(resume, model, opt, dev)
         step = int(ckpt["step"])
-        best = float(ckpt.get("metrics", {}).get("best_validation", math.inf))
+        if ckpt.get("schedule_state"):
+            plateau.load_state_dict(ckpt["schedule_state"])
+        else:  # written before the schedule was saved: its best only
+            plateau.best = float(ckpt.get("metrics", {}).get("best_validation", math.inf))
         log.info("resumed from %s at step %d", resume, step)
     val_rng = np.random.default_rng(cfg.seed + 10_000)
     val = [sample_batch(cfg, val_rng) for _ in range(cfg.validation_batches)]
@@ -337,10 +339,7 @@ def train_localizer(
         model.train()
         batch = sample_batch(cfg, rng)
         loss, parts = localizer_loss(model, batch, dev)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        optimizer_step(loss, model, opt)
         step += 1
         if progress is not None:
             progress(step, cfg.steps, parts)
@@ -349,12 +348,10 @@ def train_localizer(
             model.eval()
             with torch.no_grad():
                 v = float(np.mean([localizer_loss(model, b, dev)[0].item() for b in val]))
-            if decayed_lr(step) is None:
-                sched.step(v)
-            best = min(best, v)
+            plateau.update(v, step_scheduler=decayed_lr(step) is None)
             metrics = {
                 "validation_loss": v,
-                "best_validation": best,
+                "best_validation": plateau.best,
                 "train": parts,
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
@@ -364,7 +361,6 @@ def train_localizer(
             ckpt = make_checkpoint(
                 model, arch, input_scale, cfg.model_dump(mode="json"), step, opt, metrics
             )
-            tmp = output.with_suffix(".tmp")
-            torch.save(ckpt, tmp)
-            tmp.replace(output)
+            ckpt["schedule_state"] = plateau.state_dict()  # a resumed run keeps its schedule
+            save_atomic(ckpt, output)
     return output

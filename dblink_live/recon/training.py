@@ -48,6 +48,7 @@ from dblink_live.recon.checkpoint import (  # re-exported: where they were defin
 )
 from dblink_live.recon.data import make_sequence
 from dblink_live.recon.model import ConvBiLSTM
+from dblink_live.training_loop import Plateau, optimizer_step, resume_from, save_atomic
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -284,20 +285,18 @@ def train_recon(
         model.load_state_dict(state)
         log.info("fine-tuning from %s (step %d)", init_info["path"], init_info["step"])
     opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=(t.betas[0], t.betas[1]))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=t.plateau_patience)
-    step, best, bad = 0, math.inf, 0
+    plateau = Plateau(opt, t.plateau_patience, t.early_stopping_patience)
+    step = 0
     best_state: dict | None = None
     init_metrics: dict[str, Any] = {}  # validation of the init weights (fine-tuning)
     output = Path(output)
     if resume is not None:
-        ckpt = torch.load(resume, map_location=dev, weights_only=False)
-        model.load_state_dict(ckpt["model_state"])
-        opt.load_state_dict(ckpt["optimizer_state"])
+        ckpt = resume_from(resume, model, opt, dev)
         if ckpt.get("scheduler_state"):
-            sched.load_state_dict(ckpt["scheduler_state"])
+            plateau.load_state_dict(ckpt["scheduler_state"])
         step = int(ckpt["step"])
-        best = float(ckpt["metrics"].get("best_validation", math.inf))
-        bad = int(ckpt["metrics"].get("epochs_without_improvement", 0))
+        plateau.best = float(ckpt["metrics"].get("best_validation", math.inf))
+        plateau.bad = int(ckpt["metrics"].get("epochs_without_improvement", 0))
         best_state = ckpt.get("best_model_state")
         init_info = ckpt.get("init")
         init_metrics = {k: v for k, v in ckpt["metrics"].items() if k.startswith("init_valid")}
@@ -312,7 +311,10 @@ def train_recon(
     localizer = make_localizer(config.localizer, str(dev)) if need_localizer else None
     val = validation_batches(config, modes, localizer) if rank == 0 else {}
     rng = np.random.default_rng([t.seed, rank, step])
-    metrics: dict[str, Any] = {"best_validation": best, "epochs_without_improvement": bad}
+    metrics: dict[str, Any] = {
+        "best_validation": plateau.best,
+        "epochs_without_improvement": plateau.bad,
+    }
     if init is not None:
         v0 = torch.zeros(1, device=dev, dtype=torch.float64)
         if rank == 0:
@@ -325,19 +327,16 @@ def train_recon(
             log.info("validation of the init weights: %s", losses0)
         if world > 1:
             dist.broadcast(v0, 0)
-        best = float(v0[0])
+        plateau.best, plateau.bad = float(v0[0]), 0
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        metrics = {"best_validation": best, "epochs_without_improvement": 0, **init_metrics}
+        metrics = {"best_validation": plateau.best, "epochs_without_improvement": 0, **init_metrics}
     t0 = time.perf_counter()
     stop = False
     while step < t.steps and not stop:
         train_model.train()
         maps, gt = sample_batch(config, rng, t.train_data, localizer)
         loss, parts = recon_loss(train_model, maps.to(dev), gt.to(dev), config)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        optimizer_step(loss, model, opt)
         step += 1
         if progress is not None and rank == 0:
             progress(step, t.steps, parts)
@@ -351,19 +350,15 @@ def train_recon(
             if world > 1:
                 dist.broadcast(v, 0)
             vloss = float(v[0])
-            sched.step(vloss)
-            if vloss < best - 1e-4:
-                best, bad = vloss, 0
+            if plateau.update(vloss):
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            stop = bad >= t.early_stopping_patience
+            stop = plateau.should_stop
             metrics = {
                 "validation_loss": vloss,
                 "validation_data": modes[0],
                 "validation_losses": losses,
-                "best_validation": best,
-                "epochs_without_improvement": bad,
+                "best_validation": plateau.best,
+                "epochs_without_improvement": plateau.bad,
                 "train": parts,
                 "train_data": t.train_data,
                 "lr": opt.param_groups[0]["lr"],
@@ -378,14 +373,14 @@ def train_recon(
                     step,
                     vloss,
                     losses,
-                    best,
+                    plateau.best,
                     opt.param_groups[0]["lr"],
                 )
         if rank == 0 and (step % t.checkpoint_every == 0 or last or stop):
-            ckpt = make_checkpoint(model, config, step, opt, sched, metrics, best_state, init_info)
-            tmp = output.with_suffix(".tmp")
-            torch.save(ckpt, tmp)
-            tmp.replace(output)
+            ckpt = make_checkpoint(
+                model, config, step, opt, plateau.scheduler, metrics, best_state, init_info
+            )
+            save_atomic(ckpt, output)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -83,3 +83,18 @@ def test_a_per_frame_localizer_is_fed_straight_through() -> None:
     assert stream.holding is None
     assert [(b.first, b.n) for b in out] == [(0, 10), (10, 10)]
     assert stream.finish(20, (24, 24), frames.dtype) == []
+
+
+def test_an_empty_batch_after_a_loss_is_nothing_to_localize() -> None:
+    """The ring reports a batch overwritten during its copy as lost, with no frames left:
+    nothing is localized, and the loss goes with the next block (a CI run found the held-frame
+    logic indexing the empty batch)."""
+    frames, cal = _movie()
+    for kind in ("cnn", "classic"):
+        loc = _Recorded(kind)
+        stream = StreamingLocalizer(loc, lambda: cal)
+        stream.feed(0, frames[0:10], [0.0] * 10)
+        stream.lose([(10, 16)])
+        assert stream.feed(16, frames[16:16], []) == []
+        (block,) = stream.feed(16, frames[16:26], [0.0] * 10)[-1:]
+        assert block.lost == [(10, 16)] and block.first == 16

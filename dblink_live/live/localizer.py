@@ -83,7 +83,12 @@ class StreamingLocalizer:
 
     def feed(self, first: int, frames: np.ndarray, arrival: list[float]) -> list[LocalizedBlock]:
         """Localize frames ``first, first + 1, ...`` ((n, Y, X), the next ones after what was
-        fed or lost before; ``arrival``: their arrival times). Returns the blocks done."""
+        fed or lost before; ``arrival``: their arrival times). Returns the blocks done.
+
+        An empty batch (every frame overwritten while the ring copied it: the reader reports
+        them lost) does nothing; the losses go with the next block."""
+        if len(frames) == 0:
+            return []
         if not self.localizer.takes_context:
             return [self._emit(first, frames, arrival, None)]
         if self._held is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,7 +13,14 @@ import torch
 from dblink_live.errors import DblinkError
 from dblink_live.localizations import Localizations
 
-__all__ = ["CameraCalibration", "Localizer", "resolve_device"]
+__all__ = [
+    "CameraCalibration",
+    "FrameStack",
+    "FrameStackLocalizer",
+    "Localizer",
+    "join_localizations",
+    "resolve_device",
+]
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,75 @@ class Localizer(Protocol):
         context_before: np.ndarray | None = None,
         context_after: np.ndarray | None = None,
     ) -> Localizations: ...
+
+
+@dataclass(frozen=True)
+class FrameStack:
+    """What :meth:`Localizer.localize` was given, with the frames as one (T, Y, X) array.
+
+    Attributes
+    ----------
+    frames : np.ndarray
+        (T, Y, X) ADU frames (one (Y, X) frame passed to ``localize`` becomes (1, Y, X)).
+    first_frame : int
+        Number of ``frames[0]`` in the whole acquisition.
+    context_before, context_after : np.ndarray or None
+        The frame before ``frames[0]`` and the one after ``frames[-1]`` ((1, Y, X) each),
+        None at the ends of the data or when the caller gives none.
+    """
+
+    frames: np.ndarray
+    first_frame: int = 0
+    context_before: np.ndarray | None = None
+    context_after: np.ndarray | None = None
+
+
+class FrameStackLocalizer(ABC):
+    """Base of the package's localizers: :meth:`localize` as :class:`Localizer` asks.
+
+    It turns its arguments into a :class:`FrameStack` and hands that to
+    :meth:`_localize_stack`, which subclasses implement.
+    """
+
+    name: str
+    takes_context: bool
+
+    def localize(
+        self,
+        frames: np.ndarray,
+        calibration: CameraCalibration,
+        first_frame: int = 0,
+        context_before: np.ndarray | None = None,
+        context_after: np.ndarray | None = None,
+    ) -> Localizations:
+        """Localize (T, Y, X) (or one (Y, X)) ADU frames; ``frame`` counts from ``first_frame``.
+
+        ``context_before`` / ``context_after``: the neighbours of the first and last frame,
+        (1, Y, X) each, for a localizer that ``takes_context`` (others ignore them).
+        """
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        stack = FrameStack(frames, first_frame, context_before, context_after)
+        return self._localize_stack(stack, calibration)
+
+    @abstractmethod
+    def _localize_stack(self, stack: FrameStack, cal: CameraCalibration) -> Localizations:
+        """Localize ``stack.frames`` (see :meth:`localize`)."""
+
+
+def join_localizations(
+    parts: list[Localizations], pixel_size_nm: float, n_frames: int
+) -> Localizations:
+    """One table of per-batch ``parts`` (an empty one when there are none).
+
+    ``pixel_size_nm``: the camera pixel (nm) it is given; its ``n_frames`` becomes at least
+    ``n_frames`` (the frames localized, counted from frame 0, even when the last had none).
+    """
+    out = Localizations.concatenate(parts) if parts else Localizations.empty(pixel_size_nm)
+    out.pixel_size_nm = pixel_size_nm
+    out.n_frames = max(out.n_frames, n_frames)
+    return out
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

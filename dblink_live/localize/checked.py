@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 
 from dblink_live.config import ClassicLocalizerConfig, CNNLocalizerConfig
 from dblink_live.localizations import Localizations
-from dblink_live.localize.base import CameraCalibration
+from dblink_live.localize.base import CameraCalibration, FrameStack, FrameStackLocalizer
 from dblink_live.localize.classic import ClassicLocalizer, dog_maxima
 from dblink_live.localize.cnn import CNNLocalizer
 
@@ -67,7 +67,7 @@ def spot_recall(spots: np.ndarray, locs: Localizations, first_frame: int, px: fl
     return found
 
 
-class CheckedLocalizer:
+class CheckedLocalizer(FrameStackLocalizer):
     """The CNN localizer with a bright-spot yield check (see the module docstring).
 
     Parameters
@@ -228,22 +228,15 @@ class CheckedLocalizer:
         if self.spots >= self.config.probe_spots:
             self._judge()
 
-    def localize(
-        self,
-        frames: np.ndarray,
-        calibration: CameraCalibration,
-        first_frame: int = 0,
-        context_before: np.ndarray | None = None,
-        context_after: np.ndarray | None = None,
-    ) -> Localizations:
+    def _localize_stack(self, stack: FrameStack, calibration: CameraCalibration) -> Localizations:
         """Localize (T, Y, X) ADU frames (as :meth:`CNNLocalizer.localize`), checking the yield
         until it is judged."""
-        frames = np.asarray(frames)
-        if frames.ndim == 2:
-            frames = frames[None]
+        frames, first_frame = stack.frames, stack.first_frame
         if self.active is not self.cnn:
             return self.active.localize(frames, calibration, first_frame)
-        locs = self.cnn.localize(frames, calibration, first_frame, context_before, context_after)
+        locs = self.cnn.localize(
+            frames, calibration, first_frame, stack.context_before, stack.context_after
+        )
         if not self.decided and len(frames):
             self._check(frames, locs, calibration, first_frame)
         return locs

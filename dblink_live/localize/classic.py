@@ -23,7 +23,13 @@ import torch.nn.functional as F
 
 from dblink_live.config import ClassicLocalizerConfig
 from dblink_live.localizations import Localizations
-from dblink_live.localize.base import CameraCalibration, resolve_device
+from dblink_live.localize.base import (
+    CameraCalibration,
+    FrameStack,
+    FrameStackLocalizer,
+    join_localizations,
+    resolve_device,
+)
 
 __all__ = ["ClassicLocalizer", "dog_maxima", "gaussian_blur", "mortensen_precision_nm"]
 
@@ -103,7 +109,7 @@ def _integrated(pos: torch.Tensor, grid: torch.Tensor, sigma: torch.Tensor):
     return e, d_pos, d_sigma
 
 
-class ClassicLocalizer:
+class ClassicLocalizer(FrameStackLocalizer):
     """Band-pass + local maxima + batched Gaussian fit (see the module docstring).
 
     Parameters
@@ -195,28 +201,17 @@ class ClassicLocalizer:
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
-    def localize(
-        self,
-        frames: np.ndarray,
-        calibration: CameraCalibration,
-        first_frame: int = 0,
-        context_before: np.ndarray | None = None,
-        context_after: np.ndarray | None = None,
-    ) -> Localizations:
+    def _localize_stack(self, stack: FrameStack, cal: CameraCalibration) -> Localizations:
         """Localize emitters in (T, Y, X) ADU frames; ``frame`` counts from ``first_frame``.
 
-        Each frame is fitted on its own: ``context_before`` / ``context_after`` are ignored."""
-        frames = np.asarray(frames)
-        if frames.ndim == 2:
-            frames = frames[None]
+        Each frame is fitted on its own: ``context_before`` / ``context_after`` are ignored.
+        """
+        frames, first_frame = stack.frames, stack.first_frame
         parts = []
         for start in range(0, len(frames), self.config.batch_frames):
             block = frames[start : start + self.config.batch_frames]
-            parts.append(self._localize_block(block, calibration, first_frame + start))
-        out = Localizations.concatenate(parts) if parts else Localizations.empty()
-        out.pixel_size_nm = calibration.pixel_size_nm
-        out.n_frames = max(out.n_frames, first_frame + len(frames))
-        return out
+            parts.append(self._localize_block(block, cal, first_frame + start))
+        return join_localizations(parts, cal.pixel_size_nm, first_frame + len(frames))
 
     def _localize_block(
         self, frames: np.ndarray, cal: CameraCalibration, first_frame: int

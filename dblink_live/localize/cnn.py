@@ -26,7 +26,13 @@ from dblink_live import __version__
 from dblink_live.checkpoints import file_sha256, read_checkpoint, shipped_or_path
 from dblink_live.config import CNNLocalizerConfig
 from dblink_live.localizations import Localizations
-from dblink_live.localize.base import CameraCalibration, resolve_device
+from dblink_live.localize.base import (
+    CameraCalibration,
+    FrameStack,
+    FrameStackLocalizer,
+    join_localizations,
+    resolve_device,
+)
 from dblink_live.localize.normalize import calibrated_noise_cap, normalize_frames
 
 __all__ = [
@@ -227,7 +233,7 @@ def extract(out: LocalizerOutputs, threshold: float) -> tuple[torch.Tensor, ...]
     )
 
 
-class CNNLocalizer:
+class CNNLocalizer(FrameStackLocalizer):
     """Localize with a trained :class:`LocalizerNet` (CUDA when present, mixed precision there).
 
     Parameters
@@ -262,29 +268,21 @@ class CNNLocalizer:
         return {"name": path.stem, "sha256": file_sha256(path)}
 
     @torch.no_grad()
-    def localize(
-        self,
-        frames: np.ndarray,
-        calibration: CameraCalibration,
-        first_frame: int = 0,
-        context_before: np.ndarray | None = None,
-        context_after: np.ndarray | None = None,
-    ) -> Localizations:
+    def _localize_stack(self, stack: FrameStack, calibration: CameraCalibration) -> Localizations:
         """Localize (T, Y, X) ADU frames; ``frame`` counts from ``first_frame``.
 
         ``context_before`` / ``context_after`` (one frame each) let a streaming caller give the
         neighbours of the first and last frame; without them edges are replicated.
         """
-        frames = np.asarray(frames)
-        if frames.ndim == 2:
-            frames = frames[None]
+        frames, first_frame = stack.frames, stack.first_frame
+        context_before, context_after = stack.context_before, stack.context_after
         px = calibration.pixel_size_nm
-        stack = [frames]
+        padded = [frames]
         if context_before is not None:
-            stack.insert(0, np.asarray(context_before).reshape(-1, *frames.shape[1:])[-1:])
+            padded.insert(0, np.asarray(context_before).reshape(-1, *frames.shape[1:])[-1:])
         if context_after is not None:
-            stack.append(np.asarray(context_after).reshape(-1, *frames.shape[1:])[:1])
-        adu = torch.as_tensor(np.concatenate(stack).astype(np.float32, copy=False))
+            padded.append(np.asarray(context_after).reshape(-1, *frames.shape[1:])[:1])
+        adu = torch.as_tensor(np.concatenate(padded).astype(np.float32, copy=False))
         adu = adu.to(self.device)
         robust = self.model.input_norm == "robust"
         if robust:
@@ -330,7 +328,4 @@ class CNNLocalizer:
                     pixel_size_nm=px,
                 )
             )
-        out_l = Localizations.concatenate(parts) if parts else Localizations.empty(px)
-        out_l.pixel_size_nm = px
-        out_l.n_frames = max(out_l.n_frames, first_frame + len(frames))
-        return out_l
+        return join_localizations(parts, px, first_frame + len(frames))

@@ -17,7 +17,7 @@ from dblink_live.io.outputs import check_writable
 from dblink_live.io.recording import Recording, UnreadableFramesError, format_ranges
 from dblink_live.localizations import EmitterTable, Localizations
 from dblink_live.localize import make_localizer
-from dblink_live.localize.base import CameraCalibration, Localizer
+from dblink_live.localize.base import CameraCalibration, Localizer, join_localizations
 from dblink_live.localize.camera_estimate import CameraEstimate, estimate_camera
 from dblink_live.metrics import score_localizations
 
@@ -265,6 +265,31 @@ def _record_check(localizer: Localizer, info: dict[str, Any], rec: Recording | N
         rec.update_localization_info(**learned)
 
 
+def _localize_into(
+    rec: Recording,
+    written_to: Path,
+    localizer: Localizer,
+    movie: InputMovie,
+    info: dict[str, Any],
+    chunk_frames: int,
+    progress: Progress | None,
+    *,
+    copy_frames: bool = False,
+) -> LocalizeResult:
+    """Localize ``movie`` into ``rec`` (at ``written_to``), replacing its localizations (stored
+    with ``info``, which learns the unreadable frames and the yield check) and marking the
+    frames done; ``copy_frames`` also appends the raw frames (a new recording)."""
+    rec.clear_localizations(info)
+    sink, mark = rec.append_localizations, rec.mark_localized
+    copy = rec.append_frames if copy_frames else None
+    n, dt = _run(localizer, movie, chunk_frames, progress, sink, copy, mark)
+    if movie.unreadable:  # skipped only when the frames are not copied (see _run)
+        info["unreadable_frames"] = [list(r) for r in movie.unreadable]
+        rec.update_localization_info(unreadable_frames=info["unreadable_frames"])
+    _record_check(localizer, info, rec)
+    return LocalizeResult(n, movie.n_frames, dt, written_to, info, movie.camera_estimate)
+
+
 def localize(
     input_path: str | Path,
     *,
@@ -317,20 +342,7 @@ def localize(
                 f"{input_path} already has {rec.n_localizations:,} localizations; pass --overwrite "
                 "to replace them"
             )
-        rec.clear_localizations(info)
-        n, dt = _run(
-            localizer,
-            movie,
-            chunk_frames,
-            progress,
-            rec.append_localizations,
-            mark=rec.mark_localized,
-        )
-        if movie.unreadable:
-            info["unreadable_frames"] = [list(r) for r in movie.unreadable]
-            rec.update_localization_info(unreadable_frames=info["unreadable_frames"])
-        _record_check(localizer, info, rec)
-        return LocalizeResult(n, movie.n_frames, dt, input_path, info, movie.camera_estimate)
+        return _localize_into(rec, input_path, localizer, movie, info, chunk_frames, progress)
 
     output = output_path  # not in place: the path given
     if output.exists() and not overwrite:
@@ -354,29 +366,15 @@ def localize(
             overwrite=overwrite,
             extra={"source": str(input_path)},
         )
-        rec.clear_localizations(info)
-        n, dt = _run(
-            localizer,
-            movie,
-            chunk_frames,
-            progress,
-            rec.append_localizations,
-            rec.append_frames,
-            rec.mark_localized,
+        return _localize_into(
+            rec, output, localizer, movie, info, chunk_frames, progress, copy_frames=True
         )
-        _record_check(localizer, info, rec)
-        return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)
 
     from dblink_live.io.tables import write_localizations
 
     parts: list[Localizations] = []
     n, dt = _run(localizer, movie, chunk_frames, progress, parts.append)
-    table = (
-        Localizations.concatenate(parts)
-        if parts
-        else Localizations.empty(movie.calibration.pixel_size_nm)
-    )
-    table.n_frames = movie.n_frames
+    table = join_localizations(parts, movie.calibration.pixel_size_nm, movie.n_frames)
     write_localizations(table, output, format=output_format)
     _record_check(localizer, info)
     return LocalizeResult(n, movie.n_frames, dt, output, info, movie.camera_estimate)

@@ -577,6 +577,13 @@ class ReconTrainingConfig(_Model):
         description="locspace: fraction of all localizations that are background, drawn per "
         "sequence (uniform over the tile, or clustered like out-of-focus emitters)",
     )
+    background_probability: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="locspace: share of sequences given background localizations (drawn from "
+        "background_fraction); the others are clean, so a model learns both",
+    )
     clustered_background_probability: float = Field(
         0.0, ge=0, le=1, description="locspace: share of sequences whose background is clustered"
     )

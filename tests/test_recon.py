@@ -128,6 +128,32 @@ def test_normalization_is_invariant_to_window_and_density() -> None:
     assert a.sum() / a.size == pytest.approx(b.sum() / b.size, rel=0.25)
 
 
+def test_background_probability_leaves_a_share_of_sequences_clean() -> None:
+    """``background_probability`` p: about p of the sequences get background localizations,
+    the others none; the fraction drawn for those with background is the one drawn at p = 1."""
+    base = RunConfig().updated(
+        recon_training={"background_fraction": (0.2, 0.5), "clustered_background_probability": 0.5}
+    )
+    mixed = base.updated(recon_training={"background_probability": 0.4})
+    info: dict = {}
+    with_bg = tried = 0
+    for seed in range(60):
+        plain: dict = {}
+        training_sequence(RunConfig(), seed, 32, 2, 10, 0.5, info=plain)
+        if plain["localizations"] < 20:
+            continue  # no structure in this tile: no background is added either
+        tried += 1
+        n_all = []
+        for cfg in (base, mixed):
+            training_sequence(cfg, seed, 32, 2, 10, 0.5, info=info)
+            n_all.append(info["localizations"])
+        assert n_all[0] > plain["localizations"]  # p = 1: every sequence has background
+        assert n_all[1] in (plain["localizations"], n_all[0])  # none, or the same draw
+        with_bg += n_all[1] == n_all[0]
+    assert tried >= 20
+    assert 0.2 * tried <= with_bg <= 0.6 * tried  # 0.4 x tried expected
+
+
 def test_training_checkpoint_describes_itself_and_resumes(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

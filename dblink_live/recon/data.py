@@ -117,6 +117,9 @@ def _domain_draws(config: RunConfig, seed: int) -> tuple[float, bool, float | No
     lo, hi = t.background_fraction
     fraction = float(rng.uniform(lo, hi)) if hi > 0 else 0.0
     clustered = bool(rng.random() < t.clustered_background_probability)
+    if t.background_probability < 1.0:  # a draw of its own: the others stay as they were
+        clean = np.random.default_rng([seed, 0xB8]).random() >= t.background_probability
+        fraction = 0.0 if clean else fraction
     plo, phi = t.precision_scale
     scale = (
         None if plo == phi == 1.0 else float(math.exp(rng.uniform(math.log(plo), math.log(phi))))

@@ -30,6 +30,7 @@ from dblink_live.localize import CameraCalibration, make_localizer
 from dblink_live.metrics import match_localizations, score_localizations
 from dblink_live.sim import simulate_movie
 from dblink_live.sim.camera import render_expected_photons
+from dblink_live.sim.movie import MovieSimulator
 
 REPO = Path(__file__).resolve().parents[1]
 #: CNN checkpoints scored side by side (``--weights``); the shipped one by default.
@@ -38,10 +39,13 @@ DEEPSTORM = REPO.parent / "shared" / "data" / "deepstorm_demo1"
 
 
 def _photometry(gt_photons, gt_background, pred, gi, pi) -> dict[str, float]:
-    """Median ratios predicted / true of photons and background over matched pairs."""
+    """Median ratios predicted / true of photons and background over matched pairs;
+    ``gt_background``: photons per pixel, one number or one per true emitter (the background
+    under it, for a non-uniform background)."""
     ok = gt_photons[gi] > 0
     ph = pred.photons[pi][ok] / gt_photons[gi][ok]
-    bg = pred.background[pi] / gt_background
+    truth_bg = np.asarray(gt_background, np.float64)
+    bg = pred.background[pi] / (truth_bg[gi] if truth_bg.ndim else truth_bg)
     return {
         "photons_ratio_median": float(np.median(ph)) if len(ph) else float("nan"),
         "background_ratio_median": float(np.median(bg)) if len(bg) else float("nan"),
@@ -81,7 +85,12 @@ def simulated(density: float, frames: int, device: str, camera: dict | None = No
     movie = simulate_movie(cfg, n_frames=frames, seed=100)
     cal = CameraCalibration.from_camera(movie.metadata["camera"])
     em = movie.emitters
-    bg = cfg.simulation.camera.background_photons
+    # the true background under each emitter (the same seed draws the same background map)
+    bg_map = MovieSimulator(cfg, n_frames=frames, seed=100).camera.background
+    px = cfg.simulation.camera.pixel_size_nm
+    row = np.clip((em.y_nm / px).astype(int), 0, bg_map.shape[0] - 1)
+    col = np.clip((em.x_nm / px).astype(int), 0, bg_map.shape[1] - 1)
+    bg = bg_map[row, col]
     res = _score_both(
         movie.raw, cal, (em.frame, em.x_nm, em.y_nm, em.photons), bg, device, em.on_fraction >= 1
     )

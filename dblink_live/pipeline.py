@@ -366,7 +366,12 @@ class Pipeline:
                 log.warning(self._window_warning)
         self.window = w
         grid = cfg.grid.model_copy(update={"window_frames": w, "bin_nm": self.bin_nm})
-        self._gt_writer = ground_truth_writer(src, rec, grid)
+        region = (
+            None
+            if (rw, rh) == tuple(src.frame_shape[::-1])
+            else (*self.origin_nm, rw * px, rh * px)
+        )
+        self._gt_writer = ground_truth_writer(src, rec, grid, region)
         self.budget = LatencyBudget(w, self.delay_maps, arrival, cfg.live.latency_budget_s)
         self._latest.set_geometry(px, self.bin_nm, w, self.origin_nm)
 

@@ -108,3 +108,45 @@ def test_a_camera_too_large_for_the_device_gets_a_centred_region_that_keeps_up(
     maps = rec.read_image("reconstruction")[0]
     assert maps.shape[1:] == (gy, gx)
     assert np.isfinite(maps).all()
+
+
+@pytest.mark.mm
+@pytest.mark.timeout(300)
+def test_a_live_region_gets_the_truth_of_that_region_and_a_full_frame_reprocess_is_scored(
+    tmp_path: Path,
+) -> None:
+    """The virtual microscope draws the ground truth of the region reconstructed live only (a
+    512x512 camera's whole field is 2048x2048 bins a map at 40 nm); it equals the whole
+    field's truth under the region, and the whole frame reprocessed afterwards is scored
+    against truth redrawn on the whole field."""
+    from dblink_live.recon.reprocess import reprocess
+
+    roi = (8, 4, 16, 20)
+    cfg = _config(32, 100, recon_roi=list(roi))
+    out = tmp_path / "demo.zarr"
+    pipe = demo_pipeline(out, n_frames=100, fps=200, config=cfg, device="cpu")
+    status = pipe.run()
+    assert status.state.value == "finished", status.error
+    rec = Recording.open(out)
+    maps, attrs = rec.read_image("reconstruction")
+    skel, skel_attrs = rec.read_image("gt/skeleton")
+    struct, _ = rec.read_image("gt/structure")
+    b, px = attrs["bin_nm"], rec.pixel_size_nm
+    assert skel.shape == struct.shape == (10, *maps.shape[1:])
+    assert skel_attrs["origin_nm"] == attrs["origin_nm"] == [roi[0] * px, roi[1] * px]
+    scene = pipe.source.simulator.scene  # type: ignore[attr-defined]
+    grid = cfg.grid.model_copy(update={"bin_nm": b})
+    _, full_skel, full_struct = scene.ground_truth_maps(grid, 0, 3)
+    i0, j0 = round(roi[1] * px / b), round(roi[0] * px / b)
+    ny, nx = maps.shape[1:]
+    assert skel[:3].any()
+    assert np.array_equal(full_skel[:, i0 : i0 + ny, j0 : j0 + nx], skel[:3])
+    assert np.allclose(full_struct[:, i0 : i0 + ny, j0 : j0 + nx], struct[:3], atol=1e-6)
+    live = evaluate_recording(out)
+    assert live["maps"] >= 8 and live["reconstruction"]["tol1"]["recall"] > 0.3
+    reprocess(out, overwrite=True, device="cpu")
+    full_maps, full_attrs = Recording.open(out).read_image("reconstruction")
+    assert full_maps.shape[1:] == grid_shape((32 * px, 32 * px), b)
+    assert not full_attrs.get("origin_nm") or full_attrs["origin_nm"] == [0.0, 0.0]
+    whole = evaluate_recording(out)
+    assert whole["maps"] == 10 and whole["reconstruction"]["tol1"]["recall"] > 0.3

@@ -77,7 +77,11 @@ class GroundTruthSource(Protocol):
     """A source that knows its ground truth: the virtual microscope (its simulation) and a
     replay of a simulated recording (the truth stored in it)."""
 
-    def ground_truth(self, grid: GridConfig) -> SourceTruth | None:
+    def ground_truth(
+        self, grid: GridConfig, region_nm: tuple[float, float, float, float] | None = None
+    ) -> SourceTruth | None:
         """The truth on ``grid`` (the live bin size and window), or None when there is none
-        (e.g. a replay of a real recording)."""
+        (e.g. a replay of a real recording). ``region_nm`` (x, y, width, height in nm): the
+        region reconstructed live, whose maps are all a source needs to draw (one that copies
+        stored maps may give the whole field: ``evaluate`` crops it)."""
         ...

@@ -23,7 +23,7 @@ import numpy as np
 from dblink_live.config import GridConfig
 from dblink_live.io.recording import Recording
 from dblink_live.localizations import EmitterTable
-from dblink_live.sim.scene import Scene
+from dblink_live.sim.scene import Region, Scene
 
 __all__ = ["GroundTruthWriter", "copied_truth", "scene_truth"]
 
@@ -42,17 +42,25 @@ class Truth(Protocol):
         """Maps ``first .. first + n`` as {image name: (n, Y', X')} (None: no maps)."""
         ...
 
+    def origin_nm(self) -> tuple[float, float]:
+        """Corner (x, y; nm from the camera's) of the maps: (0, 0) for the whole field, a
+        region's corner for maps of the region reconstructed live."""
+        ...
+
 
 class _SceneTruth:
-    def __init__(self, scene: Scene, grid: GridConfig):
-        self.scene, self.grid = scene, grid
+    def __init__(self, scene: Scene, grid: GridConfig, region_nm: Region | None = None):
+        self.scene, self.grid, self.region_nm = scene, grid, region_nm
 
     def emitters(self, start: int, stop: int) -> EmitterTable:
         return self.scene.emitters(start, stop, fov_only=True)
 
     def maps(self, first: int, n: int) -> dict[str, np.ndarray] | None:
-        _, skel, struct = self.scene.ground_truth_maps(self.grid, first, n)
+        _, skel, struct = self.scene.ground_truth_maps(self.grid, first, n, self.region_nm)
         return {"gt/skeleton": skel, "gt/structure": struct}
+
+    def origin_nm(self) -> tuple[float, float]:
+        return (self.region_nm[0], self.region_nm[1]) if self.region_nm else (0.0, 0.0)
 
 
 class _CopiedTruth:
@@ -88,10 +96,20 @@ class _CopiedTruth:
             out[name] = np.asarray(arr[first:stop])
         return out or None
 
+    def origin_nm(self) -> tuple[float, float]:
+        for name in self._names:
+            arr = self.src.image_array(name)
+            if arr is not None and arr.attrs.get("origin_nm") is not None:
+                x, y = cast(list, arr.attrs["origin_nm"])
+                return float(x), float(y)
+        return 0.0, 0.0
 
-def scene_truth(scene: Scene, grid: GridConfig) -> Truth:
-    """Truth simulated from a scene on ``grid`` (its bin and window are the reconstruction's)."""
-    return _SceneTruth(scene, grid)
+
+def scene_truth(scene: Scene, grid: GridConfig, region_nm: Region | None = None) -> Truth:
+    """Truth simulated from a scene on ``grid`` (its bin and window are the reconstruction's),
+    of the whole field or of ``region_nm`` (x, y, width, height in nm: the region a live run
+    reconstructs; a 512x512-pixel camera's whole field at 40 nm bins is 2048x2048 bins a map)."""
+    return _SceneTruth(scene, grid, region_nm)
 
 
 def copied_truth(src: Recording, bin_nm: float, window: int) -> Truth | None:
@@ -168,7 +186,7 @@ class GroundTruthWriter:
             if name not in rec.group:
                 rec.create_image(
                     name, data.shape[1:], str(data.dtype), bin_nm=self.bin_nm,
-                    window_frames=self.window,
+                    window_frames=self.window, origin_nm=self.truth.origin_nm(),
                 )  # fmt: skip
             rec.append_image(name, data)
         if maps is None:

@@ -55,9 +55,12 @@ class ReplaySource:
     def n_frames(self) -> int:
         return self.recording.n_frames
 
-    def ground_truth(self, grid: GridConfig) -> SourceTruth | None:
+    def ground_truth(
+        self, grid: GridConfig, region_nm: tuple[float, float, float, float] | None = None
+    ) -> SourceTruth | None:
         """The truth stored in a replayed simulation, at ``grid``'s bin size and window
-        (None for a recording that has none)."""
+        (None for a recording that has none); its maps are copied as stored (whole field or
+        region), ``region_nm`` is not needed."""
         copied = copied_truth(self.recording, grid.bin_nm, grid.window_frames)
         if copied is None:
             return None

@@ -207,7 +207,11 @@ class VirtualMicroscopeSource(MicroManagerSource):
         self.frame_interval_s = interval
         self.simulation_metadata = meta["simulation"]
 
-    def ground_truth(self, grid: GridConfig) -> SourceTruth:
-        """The simulated scene's truth on ``grid``; its maps are drawn at the end of the run
+    def ground_truth(
+        self, grid: GridConfig, region_nm: tuple[float, float, float, float] | None = None
+    ) -> SourceTruth:
+        """The simulated scene's truth on ``grid``, of the region reconstructed live
+        (``region_nm``; the whole field when None); its maps are drawn at the end of the run
         (they cost the live path CPU)."""
-        return SourceTruth(scene_truth(self.simulator.scene, grid), maps_during_run=False)
+        truth = scene_truth(self.simulator.scene, grid, region_nm)
+        return SourceTruth(truth, maps_during_run=False)

@@ -121,14 +121,18 @@ def make_streamer(model: LoadedModel, delay_maps: int, worker: str) -> Reconstru
 
 
 def ground_truth_writer(
-    source: FrameSource, recording: Recording, grid: GridConfig
+    source: FrameSource,
+    recording: Recording,
+    grid: GridConfig,
+    region_nm: tuple[float, float, float, float] | None = None,
 ) -> GroundTruthWriter | None:
     """A writer of the ground truth of what is recorded, for a source that has one
     (:class:`~dblink_live.acquire.base.GroundTruthSource`: the virtual microscope, a replayed
-    simulation), on ``grid`` (the run's bins and W); None for any other source."""
+    simulation), on ``grid`` (the run's bins and W) over ``region_nm`` (x, y, width, height in
+    nm: the region reconstructed live; None: the whole field); None for any other source."""
     if not isinstance(source, GroundTruthSource):
         return None
-    known = source.ground_truth(grid)
+    known = source.ground_truth(grid, region_nm)
     if known is None:
         return None
     if known.metadata:

@@ -73,6 +73,31 @@ def _scores(pred_bin: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     return {f"tol{t}": score_reconstruction(pred_bin, truth, t).to_dict() for t in (0, 1)}
 
 
+def _offset(
+    image: tuple[np.ndarray, dict[str, Any]], origin_nm: tuple[float, float], bin_nm: float
+) -> tuple[int, int]:
+    """(row, col) of the bin at ``origin_nm`` (x, y) in a ground-truth image (same bin)."""
+    gx, gy = (float(v) for v in image[1].get("origin_nm") or (0.0, 0.0))
+    return round((origin_nm[1] - gy) / bin_nm), round((origin_nm[0] - gx) / bin_nm)
+
+
+def _covers(
+    image: tuple[np.ndarray, dict[str, Any]],
+    origin_nm: tuple[float, float],
+    shape_yx: tuple[int, ...],
+    bin_nm: float,
+) -> bool:
+    """Whether a ground-truth image covers the grid of ``shape_yx`` bins at ``origin_nm``."""
+    i0, j0 = _offset(image, origin_nm, bin_nm)
+    data = image[0]
+    return (
+        i0 >= 0
+        and j0 >= 0
+        and i0 + shape_yx[0] <= data.shape[1]
+        and (j0 + shape_yx[1] <= data.shape[2])
+    )
+
+
 def _crop_to(
     image: tuple[np.ndarray, dict[str, Any]],
     origin_nm: tuple[float, float],
@@ -83,12 +108,11 @@ def _crop_to(
     """The part of a ground-truth image (same bin) under a grid of ``shape_yx`` bins whose
     corner is at ``origin_nm`` (x, y)."""
     data, attrs = image
-    gx, gy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
-    j0, i0 = round((origin_nm[0] - gx) / bin_nm), round((origin_nm[1] - gy) / bin_nm)
+    i0, j0 = _offset(image, origin_nm, bin_nm)
     ny, nx = int(shape_yx[0]), int(shape_yx[1])
     if (i0, j0) == (0, 0) and data.shape[1:] == (ny, nx):
         return image
-    if i0 < 0 or j0 < 0 or i0 + ny > data.shape[1] or j0 + nx > data.shape[2]:
+    if not _covers(image, origin_nm, shape_yx, bin_nm):
         raise DblinkError(
             f"{path}: the reconstruction's grid ({nx}x{ny} bins at {origin_nm} nm) is not "
             "inside its ground truth's"
@@ -97,10 +121,16 @@ def _crop_to(
 
 
 def _truth_on_grid(
-    rec: Recording, stored: tuple[np.ndarray, dict[str, Any]] | None, bin_nm: float, w: int
+    rec: Recording,
+    stored: tuple[np.ndarray, dict[str, Any]] | None,
+    bin_nm: float,
+    w: int,
+    region_nm: tuple[float, float, float, float] | None = None,
 ) -> tuple[tuple[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]:
     """Ground truth (skeleton, structure) redrawn from the stored simulation on another grid,
-    or when the maps were never stored (``stored`` None: a run killed before they were drawn).
+    or when the maps were never stored (``stored`` None: a run killed before they were drawn),
+    over ``region_nm`` (x, y, width, height in nm: the reconstruction's own grid; None: the
+    whole field); stored maps of a region (a live run's) are checked on their own region.
 
     The scene is rebuilt from the recording's config and seed; it must redraw the stored
     ground-truth map 0 exactly (or, without stored maps, the stored true emitters of the first
@@ -126,10 +156,15 @@ def _truth_on_grid(
     scene = Scene(cfg.simulation, n_frames=n_sim, seed=seed)
     if stored is not None:
         data, attrs = stored
+        stored_bin = float(attrs["bin_nm"])
         same = cfg.grid.model_copy(
-            update={"bin_nm": float(attrs["bin_nm"]), "window_frames": int(attrs["window_frames"])}
+            update={"bin_nm": stored_bin, "window_frames": int(attrs["window_frames"])}
         )
-        if len(data) and not np.array_equal(scene.ground_truth_maps(same, 0, 1)[1][0], data[0]):
+        ox, oy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
+        own = (ox, oy, data.shape[2] * stored_bin, data.shape[1] * stored_bin)
+        own_region = own if (ox, oy) != (0.0, 0.0) else None
+        redrawn0 = scene.ground_truth_maps(same, 0, 1, own_region)[1][0] if len(data) else None
+        if redrawn0 is not None and not np.array_equal(redrawn0, data[0]):
             raise DblinkError(f"{where}, and redrawing it does not reproduce the stored one")
     else:
         kept = rec.read_emitters()
@@ -144,8 +179,10 @@ def _truth_on_grid(
     grid = cfg.grid.model_copy(update={"bin_nm": bin_nm, "window_frames": w})
     n = rec.n_frames // w
     log.info("ground truth redrawn from the simulation for %d maps at W=%d", n, w)
-    _, skel, struct = scene.ground_truth_maps(grid, 0, n)
-    meta = {"bin_nm": bin_nm, "window_frames": w, "redrawn": True}
+    _, skel, struct = scene.ground_truth_maps(grid, 0, n, region_nm)
+    meta: dict[str, Any] = {"bin_nm": bin_nm, "window_frames": w, "redrawn": True}
+    if region_nm is not None:
+        meta["origin_nm"] = [region_nm[0], region_nm[1]]
     return (skel, meta), (struct, dict(meta))
 
 
@@ -175,19 +212,24 @@ def evaluate_recording(
     bin_nm = float(attrs["bin_nm"])
     w = int(attrs["window_frames"])
     stride = int(attrs["stride_frames"])
+    # the reconstruction's own grid: a region reconstructed live (``live.recon_roi``) has its
+    # corner there, and the localizations are taken relative to it
+    ox, oy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
+    region = (ox, oy, data.shape[2] * bin_nm, data.shape[1] * bin_nm)
     if skel is None or struct is None:
         if rec.read_emitters() is None:
             raise DblinkError(
                 f"{path} has no ground truth (gt/skeleton): evaluate needs a simulation"
             )
         # a simulated run killed before its ground-truth maps were drawn: redraw them
-        skel, struct = _truth_on_grid(rec, None, bin_nm, w)
+        skel, struct = _truth_on_grid(rec, None, bin_nm, w, region)
     elif abs(float(skel[1]["bin_nm"]) - bin_nm) > 1e-6 or int(skel[1]["window_frames"]) != w:
         # e.g. reprocessed at W = 40 a simulation recorded with W = 10 ground truth
-        skel, struct = _truth_on_grid(rec, skel, bin_nm, w)
-    # a region reconstructed live (``live.recon_roi``): the ground truth of the whole field
-    # cropped to it, and the localizations taken relative to its corner
-    ox, oy = (float(v) for v in attrs.get("origin_nm") or (0.0, 0.0))
+        skel, struct = _truth_on_grid(rec, skel, bin_nm, w, region)
+    elif not _covers(skel, (ox, oy), data.shape[1:], bin_nm):
+        # e.g. the full frame reprocessed after a live run that drew the truth of its region
+        skel, struct = _truth_on_grid(rec, skel, bin_nm, w, region)
+    # the ground truth of a larger field, cropped to the reconstruction's
     skel = _crop_to(skel, (ox, oy), data.shape[1:], bin_nm, path)
     struct = _crop_to(struct, (ox, oy), data.shape[1:], bin_nm, path)
     model = attrs.get("model", {})

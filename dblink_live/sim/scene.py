@@ -30,6 +30,10 @@ __all__ = ["Scene", "grid_shape", "map_times_s"]
 log = logging.getLogger(__name__)
 
 
+#: A region of the field: x, y of its corner, width, height (nm).
+Region = tuple[float, float, float, float]
+
+
 def grid_shape(fov_nm: tuple[float, float], bin_nm: float) -> tuple[int, int]:
     """(rows, cols) of the reconstruction grid covering a field of ``(width_nm, height_nm)``."""
     return (math.ceil(fov_nm[1] / bin_nm - 1e-9), math.ceil(fov_nm[0] / bin_nm - 1e-9))
@@ -124,8 +128,11 @@ class Scene:
         return table.select(self.in_fov(x, y)) if fov_only else table
 
     # ------------------------------------------------------------------ ground truth
-    def _segments_near_fov(self, t_s: float, reach_nm: float) -> np.ndarray:
-        """Indices of segments that come within ``reach_nm`` of the field at time ``t_s``."""
+    def _segments_near_fov(
+        self, t_s: float, reach_nm: float, region_nm: Region | None = None
+    ) -> np.ndarray:
+        """Indices of segments that come within ``reach_nm`` of the field (or of ``region_nm``,
+        x, y, width, height in nm) at time ``t_s``."""
         s, _, _ = self.geometry.segment_vectors()
         n = len(s)
         idx = np.arange(n)
@@ -136,12 +143,17 @@ class Scene:
         pad = reach_nm + (wobble.max() if len(wobble) else 0.0) + 1.0
         x0, x1 = np.minimum(x[:n], x[n:]), np.maximum(x[:n], x[n:])
         y0, y1 = np.minimum(y[:n], y[n:]), np.maximum(y[:n], y[n:])
-        w, h = self.fov_nm
-        near = (x1 >= -pad) & (x0 <= w + pad) & (y1 >= -pad) & (y0 <= h + pad)
+        left, top, w, h = region_nm or (0.0, 0.0, *self.fov_nm)
+        near = (x1 >= left - pad) & (x0 <= left + w + pad) & (y1 >= top - pad)
+        near &= y0 <= top + h + pad
         return idx[near]
 
-    def ground_truth(self, t_s: float, grid: GridConfig) -> tuple[np.ndarray, np.ndarray]:
-        """Structure at time ``t_s`` on the reconstruction grid.
+    def ground_truth(
+        self, t_s: float, grid: GridConfig, region_nm: Region | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Structure at time ``t_s`` on the reconstruction grid: of the whole field, or of the
+        region ``region_nm`` (x, y, width, height in nm from the field's corner; its bins start
+        at its corner), e.g. the camera region a live run reconstructs.
 
         Returns
         -------
@@ -152,26 +164,35 @@ class Scene:
             (computed on ``grid.supersample``-times finer sub-bins).
         """
         bin_nm, ss = grid.bin_nm, grid.supersample
-        ny, nx = grid_shape(self.fov_nm, bin_nm)
+        left, top, w, h = region_nm or (0.0, 0.0, *self.fov_nm)
+        ny, nx = grid_shape((w, h), bin_nm)
         skeleton = np.zeros((ny, nx), np.uint8)
         structure = np.zeros((ny, nx), np.float32)
         if self.geometry.n_objects == 0:
             return skeleton, structure
         sub = bin_nm / ss
-        segments = self._segments_near_fov(t_s, reach_nm=self.geometry.object_width_nm.max())
+        reach = self.geometry.object_width_nm.max()
+        segments = self._segments_near_fov(t_s, reach_nm=reach, region_nm=region_nm)
         if len(segments) == 0:
             return skeleton, structure
         samples = sample_centerline(self.geometry, min(sub, bin_nm / 4), segments)
         x, y = anchor_positions(self.geometry, self.motion, samples, t_s)
-        ix, iy = np.floor(x / bin_nm).astype(np.int64), np.floor(y / bin_nm).astype(np.int64)
+        ix = np.floor((x - left) / bin_nm).astype(np.int64)
+        iy = np.floor((y - top) / bin_nm).astype(np.int64)
         ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         skeleton[iy[ok], ix[ok]] = 1
 
-        structure = self._coverage(segments, t_s, (ny, nx), bin_nm, ss)
+        structure = self._coverage(segments, t_s, (ny, nx), bin_nm, ss, (left, top))
         return skeleton, structure
 
     def _coverage(
-        self, segments: np.ndarray, t_s: float, shape: tuple[int, int], bin_nm: float, ss: int
+        self,
+        segments: np.ndarray,
+        t_s: float,
+        shape: tuple[int, int],
+        bin_nm: float,
+        ss: int,
+        corner_nm: tuple[float, float] = (0.0, 0.0),
     ) -> np.ndarray:
         """Fraction of every bin inside the structure (true width), on ``ss x ss`` sub-bins.
 
@@ -191,6 +212,7 @@ class Scene:
             spacing = max(sub / 2, width / 8)
             samples = sample_centerline(geom, spacing, group)
             x, y = anchor_positions(geom, self.motion, samples, t_s)
+            x, y = x - corner_nm[0], y - corner_nm[1]
             r = width / 2
             k = np.arange(-int(np.ceil(r / sub)) - 1, int(np.ceil(r / sub)) + 2)
             jx = np.floor(x / sub).astype(np.int64)[:, None] + k[None, :]  # (N, K)
@@ -204,15 +226,21 @@ class Scene:
         return inside.reshape(ny, ss, nx, ss).mean(axis=(1, 3)).astype(np.float32)
 
     def ground_truth_maps(
-        self, grid: GridConfig, first: int = 0, n_maps: int | None = None
+        self,
+        grid: GridConfig,
+        first: int = 0,
+        n_maps: int | None = None,
+        region_nm: Region | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ground truth at the mid-time of maps ``first ..``: (times (T',), skeleton, structure)."""
+        """Ground truth at the mid-time of maps ``first ..``: (times (T',), skeleton, structure),
+        of the whole field or of ``region_nm`` (see :meth:`ground_truth`)."""
         total = self.n_frames // grid.window_frames
         n = total - first if n_maps is None else n_maps
         times = map_times_s(n, grid.window_frames, self.sim.frame_interval_s, first)
-        ny, nx = grid_shape(self.fov_nm, grid.bin_nm)
+        size = (region_nm[2], region_nm[3]) if region_nm else self.fov_nm
+        ny, nx = grid_shape(size, grid.bin_nm)
         skel = np.zeros((n, ny, nx), np.uint8)
         struct = np.zeros((n, ny, nx), np.float32)
         for i, t in enumerate(times):
-            skel[i], struct[i] = self.ground_truth(float(t), grid)
+            skel[i], struct[i] = self.ground_truth(float(t), grid, region_nm)
         return times, skel, struct

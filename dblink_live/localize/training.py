@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,14 @@ from dblink_live.localize.cnn import LocalizerNet, make_checkpoint
 from dblink_live.localize.normalize import normalize_frames
 from dblink_live.sim.camera import Camera, render_expected_photons
 from dblink_live.sim.photophysics import blink_events
-from dblink_live.training_loop import Plateau, optimizer_step, resume_from, save_atomic
+from dblink_live.training_loop import (
+    Plateau,
+    Validation,
+    optimizer_step,
+    resume_from,
+    run_training,
+    save_atomic,
+)
 
 __all__ = ["INPUT_SCALE", "TrainingBatch", "sample_batch", "train_localizer"]
 
@@ -321,8 +327,6 @@ def train_localizer(
     val_rng = np.random.default_rng(cfg.seed + 10_000)
     val = [sample_batch(cfg, val_rng) for _ in range(cfg.validation_batches)]
     rng = np.random.default_rng([cfg.seed, step])
-    t0 = time.perf_counter()
-    metrics: dict[str, Any] = {}
 
     def decayed_lr(at: int) -> float | None:
         """The linear decay's learning rate at step ``at`` (None before it starts)."""
@@ -331,36 +335,54 @@ def train_localizer(
             return None
         return cfg.learning_rate * (1.0 - 0.9 * (at - start) / (cfg.steps - start))
 
-    while step < cfg.steps:
-        lr = decayed_lr(step)
+    def before_step(at: int) -> None:
+        lr = decayed_lr(at)
         if lr is not None:
             for group in opt.param_groups:
                 group["lr"] = lr
+
+    def train_step() -> dict[str, float]:
         model.train()
         batch = sample_batch(cfg, rng)
         loss, parts = localizer_loss(model, batch, dev)
         optimizer_step(loss, model, opt)
-        step += 1
-        if progress is not None:
-            progress(step, cfg.steps, parts)
-        last = step == cfg.steps
-        if step % cfg.validate_every == 0 or last:
-            model.eval()
-            with torch.no_grad():
-                v = float(np.mean([localizer_loss(model, b, dev)[0].item() for b in val]))
-            plateau.update(v, step_scheduler=decayed_lr(step) is None)
-            metrics = {
-                "validation_loss": v,
-                "best_validation": plateau.best,
-                "train": parts,
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - t0,
-            }
-            log.info("step %d: validation loss %.4f (lr %.2e)", step, v, opt.param_groups[0]["lr"])
-        if step % cfg.checkpoint_every == 0 or last:
-            ckpt = make_checkpoint(
-                model, arch, input_scale, cfg.model_dump(mode="json"), step, opt, metrics
-            )
-            ckpt["schedule_state"] = plateau.state_dict()  # a resumed run keeps its schedule
-            save_atomic(ckpt, output)
+        return parts
+
+    def validate(at: int) -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(np.mean([localizer_loss(model, b, dev)[0].item() for b in val]))
+
+    def on_validation(v: Validation) -> dict[str, Any]:
+        lr = opt.param_groups[0]["lr"]
+        log.info("step %d: validation loss %.4f (lr %.2e)", v.step, v.loss, lr)
+        return {
+            "validation_loss": v.loss,
+            "best_validation": plateau.best,
+            "train": v.parts,
+            "lr": lr,
+            "seconds": v.seconds,
+        }
+
+    def checkpoint(at: int, final: bool, metrics: dict[str, Any]) -> None:
+        ckpt = make_checkpoint(
+            model, arch, input_scale, cfg.model_dump(mode="json"), at, opt, metrics
+        )
+        ckpt["schedule_state"] = plateau.state_dict()  # a resumed run keeps its schedule
+        save_atomic(ckpt, output)
+
+    run_training(
+        start_step=step,
+        steps=cfg.steps,
+        train_step=train_step,
+        validate=validate,
+        on_validation=on_validation,
+        checkpoint=checkpoint,
+        validate_every=cfg.validate_every,
+        checkpoint_every=cfg.checkpoint_every,
+        plateau=plateau,
+        progress=progress,
+        before_step=before_step,
+        step_scheduler=lambda at: decayed_lr(at) is None,
+    )
     return output

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,14 @@ from dblink_live.recon.checkpoint import (  # re-exported: where they were defin
 )
 from dblink_live.recon.data import make_sequence
 from dblink_live.recon.model import ConvBiLSTM
-from dblink_live.training_loop import Plateau, optimizer_step, resume_from, save_atomic
+from dblink_live.training_loop import (
+    Plateau,
+    Validation,
+    optimizer_step,
+    resume_from,
+    run_training,
+    save_atomic,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -330,57 +336,76 @@ def train_recon(
         plateau.best, plateau.bad = float(v0[0]), 0
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         metrics = {"best_validation": plateau.best, "epochs_without_improvement": 0, **init_metrics}
-    t0 = time.perf_counter()
-    stop = False
-    while step < t.steps and not stop:
+    losses: dict[str, float] = {}  # the last validation's losses per kind (rank 0)
+
+    def train_step() -> dict[str, float]:
         train_model.train()
         maps, gt = sample_batch(config, rng, t.train_data, localizer)
         loss, parts = recon_loss(train_model, maps.to(dev), gt.to(dev), config)
         optimizer_step(loss, model, opt)
-        step += 1
-        if progress is not None and rank == 0:
-            progress(step, t.steps, parts)
-        last = step == t.steps
-        if step % t.validate_every == 0 or last:
-            v = torch.zeros(1, device=dev, dtype=torch.float64)
-            losses: dict[str, float] = {}
-            if rank == 0:
-                losses = _validate(model, val, config, dev)
-                v[0] = losses[modes[0]]
-            if world > 1:
-                dist.broadcast(v, 0)
-            vloss = float(v[0])
-            if plateau.update(vloss):
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            stop = plateau.should_stop
-            metrics = {
-                "validation_loss": vloss,
-                "validation_data": modes[0],
-                "validation_losses": losses,
-                "best_validation": plateau.best,
-                "epochs_without_improvement": plateau.bad,
-                "train": parts,
-                "train_data": t.train_data,
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - t0,
-                "early_stopped": stop,
-                "world_size": world,
-                **init_metrics,
-            }
-            if rank == 0:
-                log.info(
-                    "step %d: validation %.4f %s (best %.4f, lr %.1e)",
-                    step,
-                    vloss,
-                    losses,
-                    plateau.best,
-                    opt.param_groups[0]["lr"],
-                )
-        if rank == 0 and (step % t.checkpoint_every == 0 or last or stop):
-            ckpt = make_checkpoint(
-                model, config, step, opt, plateau.scheduler, metrics, best_state, init_info
+        return parts
+
+    def validate(at: int) -> float:
+        """Rank 0 validates; every rank gets its loss (the plateau must agree everywhere)."""
+        nonlocal losses
+        v = torch.zeros(1, device=dev, dtype=torch.float64)
+        losses = {}
+        if rank == 0:
+            losses = _validate(model, val, config, dev)
+            v[0] = losses[modes[0]]
+        if world > 1:
+            dist.broadcast(v, 0)
+        return float(v[0])
+
+    def on_validation(v: Validation) -> dict[str, Any]:
+        nonlocal best_state
+        if v.improved:
+            best_state = {k: w.detach().cpu().clone() for k, w in model.state_dict().items()}
+        lr = opt.param_groups[0]["lr"]
+        if rank == 0:
+            log.info(
+                "step %d: validation %.4f %s (best %.4f, lr %.1e)",
+                v.step,
+                v.loss,
+                losses,
+                plateau.best,
+                lr,
             )
-            save_atomic(ckpt, output)
+        return {
+            "validation_loss": v.loss,
+            "validation_data": modes[0],
+            "validation_losses": losses,
+            "best_validation": plateau.best,
+            "epochs_without_improvement": plateau.bad,
+            "train": v.parts,
+            "train_data": t.train_data,
+            "lr": lr,
+            "seconds": v.seconds,
+            "early_stopped": v.stop,
+            "world_size": world,
+            **init_metrics,
+        }
+
+    def checkpoint(at: int, final: bool, metrics: dict[str, Any]) -> None:
+        ckpt = make_checkpoint(
+            model, config, at, opt, plateau.scheduler, metrics, best_state, init_info
+        )
+        save_atomic(ckpt, output)
+
+    run_training(
+        start_step=step,
+        steps=t.steps,
+        train_step=train_step,
+        validate=validate,
+        on_validation=on_validation,
+        checkpoint=checkpoint,
+        validate_every=t.validate_every,
+        checkpoint_every=t.checkpoint_every,
+        plateau=plateau,
+        metrics=metrics,
+        progress=progress,
+        is_main=rank == 0,
+    )
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -37,35 +37,21 @@ import numpy as np
 import torch
 
 from dblink_live.acquire.base import FrameSource
-from dblink_live.acquire.ground_truth import GroundTruthWriter
 from dblink_live.config import RunConfig
 from dblink_live.errors import DblinkError, RecordingError
-from dblink_live.io.recorder import Recorder
 from dblink_live.io.recording import Recording
-from dblink_live.io.ring import FrameRing
 from dblink_live.live import StreamingLocalizer
-from dblink_live.live.budget import LatencyBudget
-from dblink_live.live.camera import LiveCalibration
 from dblink_live.live.localize_stage import LocalizeStage
 from dblink_live.live.recon_stage import ReconStage
 from dblink_live.live.results import LatestResults
-from dblink_live.live.roi import check_live_memory, choose_recon_roi, recon_seconds_per_bin
+from dblink_live.live.roi import recon_seconds_per_bin
 from dblink_live.live.runner import Runner
-from dblink_live.live.setup import (
-    auto_recon_weights,
-    create_live_recording,
-    create_output_images,
-    ground_truth_writer,
-    make_streamer,
-    resolve_model,
-)
+from dblink_live.live.setup import LiveRun, auto_recon_weights, open_run, recon_worker
 from dblink_live.live.stats import LiveCounters
 from dblink_live.live.summary import live_status, live_summary, live_warnings
-from dblink_live.localize import CameraCalibration, Localizer, make_localizer
+from dblink_live.localize import Localizer
 from dblink_live.pipeline_types import LiveResults, PipelineState, PipelineStatus
 from dblink_live.recon.inference import LoadedModel
-from dblink_live.recon.streaming import Reconstructor
-from dblink_live.sim.scene import grid_shape
 
 __all__ = [
     "LiveResults",
@@ -150,35 +136,18 @@ class Pipeline:
             raise DblinkError("the delay must be >= 0 maps")
         queue_blocks = live.queue_blocks if queue_blocks is None else queue_blocks
         self.device = device
-        self.overwrite = overwrite
-        self._ring_capacity = ring_capacity
+        self._recon_arg, self._localizer_arg = recon, localizer
+        self._ring_capacity, self._overwrite = ring_capacity, overwrite
+        self._history_maps = max(1, int(history_maps))
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_blocks)))
         self._latest = LatestResults(history_maps)
-        self._recon_arg = recon
-        self._localizer_arg = localizer
         self._runner = Runner()
         self._t0 = 0.0
-        self.counters = LiveCounters()
-        self.window = self.config.grid.window_frames
-        self.budget = LatencyBudget(self.window, self.delay_maps, None, None)  # set in start
-        self._window_warning: str | None = None
-        self._roi_warning: str | None = None
-        self._gt_writer: GroundTruthWriter | None = None
         self._gt_done = threading.Event()  # the recording is complete: write the rest
-        self.recording: Recording | None = None
-        self.ring: FrameRing | None = None
-        self.recorder: Recorder | None = None
-        self.model: LoadedModel | None = None
-        self.localizer: Localizer | None = None
-        self.camera: LiveCalibration | None = None
-        self.streamer: Reconstructor | None = None
+        self.counters = LiveCounters()
+        #: what the run created (None before start, or when it failed to start)
+        self.parts: LiveRun | None = None
         self.summary: dict[str, Any] = {}
-        # set for real in _setup; defined here so status() is safe at any moment
-        self.bin_nm = self.config.grid.bin_nm
-        self.grid_yx: tuple[int, int] = (0, 0)
-        #: camera region reconstructed live (x, y, width, height; pixels) and its corner (nm)
-        self.recon_roi_px: tuple[int, int, int, int] = (0, 0, 0, 0)
-        self.origin_nm: tuple[float, float] = (0.0, 0.0)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -190,39 +159,60 @@ class Pipeline:
         return self.output
 
     @property
-    def latency_budget_s(self) -> float:
-        """Seconds from a map's last frame to its reconstruction the live path keeps within
-        (inf for an unpaced source)."""
-        return self.budget.seconds
+    def recording(self) -> Recording | None:
+        """The recording being written (None before start)."""
+        return self.parts.recording if self.parts else None
 
     @property
-    def calibration(self) -> CameraCalibration | None:
-        """The camera calibration in use (refined from the frames when the camera did not
-        state it)."""
-        return self.camera.current() if self.camera is not None else None
+    def model(self) -> LoadedModel | None:
+        """The reconstruction model (None before start, or when recording only)."""
+        return self.parts.model if self.parts else None
+
+    @property
+    def bin_nm(self) -> float:
+        """The reconstruction grid's bin (nm)."""
+        return self.parts.bin_nm if self.parts else self.config.grid.bin_nm
+
+    @property
+    def recon_roi_px(self) -> tuple[int, int, int, int]:
+        """The camera region reconstructed live (x, y, width, height; pixels)."""
+        return self.parts.recon_roi_px if self.parts else (0, 0, 0, 0)
+
+    @property
+    def latency_budget_s(self) -> float:
+        """Seconds from a map's last frame to its reconstruction the live path keeps within
+        (inf for an unpaced source, or before start)."""
+        return self.parts.budget.seconds if self.parts else float("inf")
 
     @property
     def camera_estimate(self) -> Any:
         """The camera estimate measured on the first frames (None: given, or not yet)."""
-        return self.camera.estimate if self.camera is not None else None
+        return self.parts.camera.estimate if self.parts else None
 
     def start(self) -> Pipeline:
         """Open the source, create the recording and start all threads (returns at once)."""
         if self.state is not PipelineState.IDLE:
             raise DblinkError(f"the pipeline is {self.state.value}; make a new one to start again")
         try:
-            self._setup()
+            self.parts = open_run(
+                self.source, self.output, self.config, recon=self._recon_arg,
+                localizer=self._localizer_arg, device=self.device, delay_maps=self.delay_maps,
+                ring_capacity=self._ring_capacity, overwrite=self._overwrite,
+                history_maps=self._history_maps, on_recorder_error=self._recorder_failed,
+            )  # fmt: skip
         except BaseException as exc:
             self._cleanup_source()
             self._runner.failed_to_start(exc)
             raise
+        p = self.parts
+        self._latest.set_geometry(p.pixel_size_nm, p.bin_nm, p.window, p.origin_nm)
         self._t0 = time.monotonic()
         # hand the GIL around more often, so the acquisition hook never waits long for it
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         # on a CPU, leave a core to the reconstruction's child process
         self._torch_threads = torch.get_num_threads()
-        if self.streamer is not None and self.streamer.runs_in_child:
+        if p.streamer is not None and p.streamer.runs_in_child:
             torch.set_num_threads(max(1, min(self._torch_threads, (os.cpu_count() or 2) - 1)))
         self._runner.start(
             [
@@ -267,14 +257,16 @@ class Pipeline:
 
     def status(self) -> PipelineStatus:
         """A snapshot of the counters and rates (safe from any thread)."""
+        p = self.parts
+        device = p.model.device if p and p.model else getattr(p and p.localizer, "device", "cpu")
         return live_status(
             self.state,
             time.monotonic() - self._t0 if self._t0 else 0.0,
             self.counters,
-            self.ring,
-            self.recorder,
-            self._area_um2(),
-            str(self.model.device if self.model else self._localizer_device()),
+            p.ring if p else None,
+            p.recorder if p else None,
+            p.frame_area_um2 if p else 0.0,
+            str(device),
             self.delay_maps,
             self._warnings,
             self._runner.error,
@@ -284,111 +276,20 @@ class Pipeline:
         """The newest frame, localization render (sum of the last ``render_maps`` maps),
         reconstruction and confidence (see :class:`LiveResults`); the camera frame comes
         straight from the ring, so the raw panel never freezes while the processing lags."""
-        return self._latest.latest(self.ring, render_maps)
+        return self._latest.latest(self.parts.ring if self.parts else None, render_maps)
 
     def latencies(self) -> np.ndarray:
         """Seconds from the arrival of each output's last frame to its reconstruction."""
         return self.counters.latencies()
 
-    # ------------------------------------------------------------------ setup
-    def _localizer_device(self) -> str:
-        loc = self.localizer
-        return str(getattr(loc, "device", "cpu")) if loc is not None else "cpu"
-
-    def _area_um2(self) -> float:
-        ring = self.ring
-        if ring is None or not self.source.pixel_size_nm:
-            return 0.0
-        y, x = ring.frame_shape
-        return y * x * (self.source.pixel_size_nm / 1e3) ** 2
-
-    def _grid_area_um2(self) -> float:
-        """Area of the reconstructed region (um^2): the density its maps are scaled by."""
-        _, _, rw, rh = self.recon_roi_px
-        if not rw or not self.source.pixel_size_nm:
-            return self._area_um2()
-        return rw * rh * (self.source.pixel_size_nm / 1e3) ** 2
-
-    def _setup(self) -> None:
-        src = self.source
-        if hasattr(src, "start"):
-            src.start()
-        if not src.frame_shape or not src.frame_shape[0]:
-            raise DblinkError("the source did not report its frame size")
-        px = float(src.pixel_size_nm or 0.0)
-        if px <= 0:
-            raise DblinkError("the source has no pixel size; give --pixel-size-nm")
-        interval = float(src.frame_interval_s or 0.0) or 0.01
-        cfg, w = self.config, self.config.grid.window_frames
-        self.localizer = self._localizer_arg or make_localizer(cfg.localizer, self.device)
-        self.model = resolve_model(self._recon_arg, cfg.simulation.structure.kind, self.device)
-        arrival = getattr(src, "arrival_interval_s", interval)
-        self.recon_roi_px, self._roi_warning = choose_recon_roi(
-            cfg.live.recon_roi, src.frame_shape, px, w, arrival, self.model,
-            self._recon_seconds_per_bin,
-        )  # fmt: skip
-        rx, ry, rw, rh = self.recon_roi_px
-        self.origin_nm = (rx * px, ry * px)
-        check_live_memory(
-            (rh, rw),
-            px,
-            self.model,
-            cfg.grid.bin_nm,
-            self.delay_maps,
-            self._latest.history.maxlen or 1,
-        )
-        capacity = self._ring_capacity or max(256, round(cfg.live.ring_seconds / interval))
-        self.ring = FrameRing(capacity, src.frame_shape)  # numpy slots, committed in put
-        self.recording = rec = create_live_recording(
-            self.output, src, px, interval, cfg, self.delay_maps, self.overwrite
-        )
-        self.camera = LiveCalibration(dict(src.camera or {}), px, rec)
-        choose = getattr(self.localizer, "choose_for_rate", None)
-        if choose is not None and arrival:  # --localizer auto: one that keeps up, said
-            choose(src.frame_shape, self.camera.current(), 1.0 / float(arrival))
-        from dblink_live.localize.run import describe_localizer
-
-        rec.clear_localizations(
-            describe_localizer(self.localizer, cfg.localizer, self.camera.current())
-        )
-        self.recorder = Recorder(self.ring, rec, on_error=self._recorder_failed).start()
-        self._loc_cursor = self.ring.cursor("localizer", start=0)
-        fov = (rw * px, rh * px)  # the reconstructed region (the whole frame by default)
-        self.bin_nm = self.model.bin_nm if self.model is not None else cfg.grid.bin_nm
-        self.grid_yx = grid_shape(fov, self.bin_nm)
-        if self.model is not None:
-            create_output_images(
-                rec, self.model, self.grid_yx, w, self.delay_maps, self.origin_nm, self.recon_roi_px
-            )
-            self.streamer = make_streamer(self.model, self.delay_maps, self._recon_worker())
-            self._window_warning = self.model.window_warning(w)
-            if self._window_warning:
-                log.warning(self._window_warning)
-        self.window = w
-        grid = cfg.grid.model_copy(update={"window_frames": w, "bin_nm": self.bin_nm})
-        region = (
-            None
-            if (rw, rh) == tuple(src.frame_shape[::-1])
-            else (*self.origin_nm, rw * px, rh * px)
-        )
-        self._gt_writer = ground_truth_writer(src, rec, grid, region)
-        self.budget = LatencyBudget(w, self.delay_maps, arrival, cfg.live.latency_budget_s)
-        self._latest.set_geometry(px, self.bin_nm, w, self.origin_nm)
-
-    def _recon_worker(self) -> str:
-        """Where the streaming reconstruction runs: "process" or "thread"."""
-        mode = self.config.live.recon_worker
-        if mode == "auto":
-            assert self.model is not None
-            mode = "process" if self.model.device.type == "cpu" else "thread"
-        return mode
-
+    # ------------------------------------------------------------------ internals
     def _recon_seconds_per_bin(self) -> float:
         """Seconds the streaming reconstruction takes per map and grid bin here (see
         :func:`~dblink_live.live.roi.recon_seconds_per_bin`)."""
-        assert self.model is not None
-        one_thread = self._recon_worker() == "process"  # the child process runs on one thread
-        return recon_seconds_per_bin(self.model, self.delay_maps, one_thread)
+        assert self.parts is not None and self.parts.model is not None
+        model = self.parts.model
+        one_thread = recon_worker(self.config, model) == "process"
+        return recon_seconds_per_bin(model, self.delay_maps, one_thread)
 
     def _cleanup_source(self) -> None:
         if hasattr(self.source, "stop"):
@@ -412,20 +313,19 @@ class Pipeline:
             )
         )
 
-    # ------------------------------------------------------------------ threads
     def _sink(self, frame: np.ndarray, metadata: dict[str, Any]) -> None:
-        assert self.ring is not None
-        self.ring.put(frame, metadata)  # a BadFrameError is counted by the ring
+        assert self.parts is not None
+        self.parts.ring.put(frame, metadata)  # a BadFrameError is counted by the ring
         self.counters.in_rate.add(1)
 
     def _source_loop(self) -> None:
-        assert self.ring is not None
+        assert self.parts is not None
         try:
             produced = self.source.run(self._sink, self._runner.stop_event)
             log.info("source finished after %d frames", produced)
         finally:
             self._runner.set_state(PipelineState.DRAINING)
-            self.ring.close()
+            self.parts.ring.close()
 
     def _put(self, item: object) -> None:
         while not self._runner.abort_event.is_set():
@@ -436,97 +336,77 @@ class Pipeline:
                 continue
 
     def _localize_loop(self) -> None:
-        assert self.localizer is not None and self.ring is not None and self.camera is not None
-        stream = StreamingLocalizer(
-            self.localizer, self.camera.current, on_frames=self.camera.on_frames
-        )
+        p = self.parts
+        assert p is not None
+        stream = StreamingLocalizer(p.localizer, p.camera.current, on_frames=p.camera.on_frames)
+        batch = int(getattr(self.config.localizer, "batch_frames", 16))
         LocalizeStage(
-            self.ring,
-            self._loc_cursor,
-            stream,
-            self.counters,
-            self.budget,
-            self._put,
-            self._queue.full,
-            self._runner.abort_event,
-            self.window,
-            int(getattr(self.config.localizer, "batch_frames", 16)),
-        ).run()
+            p.ring, p.cursor, stream, self.counters, p.budget, self._put, self._queue.full,
+            self._runner.abort_event, p.window, batch,
+        ).run()  # fmt: skip
         self._put(_END)
 
     def _recon_loop(self) -> None:
-        assert self.recording is not None
+        p = self.parts
+        assert p is not None
         ReconStage(
-            window=self.window,
-            grid_yx=self.grid_yx,
-            bin_nm=self.bin_nm,
-            origin_nm=self.origin_nm,
-            area_um2=self._grid_area_um2(),
-            recording=self.recording,
-            streamer=self.streamer,
-            model=self.model,
-            delay_maps=self.delay_maps,
-            counters=self.counters,
-            budget=self.budget,
-            on_map=self._latest.add_map,
-            on_output=self._latest.add_output,
-        ).run(self._queue, _END, self._runner.abort_event)
+            window=p.window, grid_yx=p.grid_yx, bin_nm=p.bin_nm, origin_nm=p.origin_nm,
+            area_um2=p.region_area_um2, recording=p.recording, streamer=p.streamer,
+            model=p.model, delay_maps=self.delay_maps, counters=self.counters, budget=p.budget,
+            on_map=self._latest.add_map, on_output=self._latest.add_output,
+        ).run(self._queue, _END, self._runner.abort_event)  # fmt: skip
 
     def _supervise(self) -> None:
         """Wait for the workers, finish the recording and set the final state."""
-        runner = self._runner
+        runner, p = self._runner, self.parts
+        assert p is not None
         runner.join(n for n in ("localizer", "reconstruction", "source"))
-        self._close_streamer()
+        if p.streamer is not None:
+            p.streamer.close()
         try:
-            assert self.recorder is not None
-            self.recorder.join()
+            p.recorder.join()
             self._cleanup_source()
             self._gt_done.set()
             runner.join(["ground-truth"])
-            if self._gt_writer is not None and self.recording is not None:
-                self._gt_writer.write(self.recording.n_frames, final=True)
-            self._write_summary()
+            if p.truth is not None:
+                p.truth.write(p.recording.n_frames, final=True)
+            self._write_summary(p)
         except BaseException as exc:
             runner.fail(exc)
         sys.setswitchinterval(self._switch_interval)
         torch.set_num_threads(self._torch_threads)
         runner.end()
 
-    def _close_streamer(self) -> None:
-        streamer = getattr(self, "streamer", None)  # also from __del__ after a failed init
-        if streamer is not None:
-            streamer.close()
-
     def _truth_loop(self) -> None:
         """Write the ground truth of whole blocks as they are recorded: a killed run keeps it."""
-        writer, rec = self._gt_writer, self.recording
-        if writer is None or rec is None:
+        p = self.parts
+        if p is None or p.truth is None:
             return
         while not self._gt_done.wait(GT_POLL_S):
-            writer.write(rec.n_frames)
+            p.truth.write(p.recording.n_frames)
 
-    def _write_summary(self) -> None:
+    def _write_summary(self, p: LiveRun) -> None:
         self.summary = live_summary(
-            self.status(), self.counters, self.budget, self.recorder, self.recon_roi_px
+            self.status(), self.counters, p.budget, p.recorder, p.recon_roi_px
         )
-        if self.recording is None:
-            return
-        meta = self.camera.camera_meta if self.camera is not None else None
-        self.recording.update_meta(live_summary=self.summary, **({"camera": meta} if meta else {}))
+        meta = p.camera.camera_meta
+        p.recording.update_meta(live_summary=self.summary, **({"camera": meta} if meta else {}))
         for name in ("reconstruction", "confidence"):
-            arr = self.recording.image_array(name)
+            arr = p.recording.image_array(name)
             if arr is not None:
                 arr.attrs["skipped_maps"] = sorted(self.counters.skipped_maps)
-        report = getattr(self.localizer, "report", None)
+        report = getattr(p.localizer, "report", None)
         if report:
-            self.recording.update_localization_info(yield_check=report)
+            p.recording.update_localization_info(yield_check=report)
 
     def _warnings(self, density: float) -> list[str]:
-        notes = [getattr(self.localizer, "warning", None), self._window_warning, self._roi_warning]
+        p = self.parts
+        if p is None:
+            return []
+        notes = [getattr(p.localizer, "warning", None), *p.notes]
         return live_warnings(
-            self.counters, self.budget, self.window, self.recorder, self.ring, self.model,
-            density, notes,
-        )  # fmt: skip
+            self.counters, p.budget, p.window, p.recorder, p.ring, p.model, density, notes
+        )
 
 
 def demo_pipeline(

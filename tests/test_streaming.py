@@ -36,6 +36,28 @@ def test_streaming_equals_offline_with_the_same_lookahead(model: ConvBiLSTM, del
     assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
 
 
+@pytest.mark.parametrize("deferred", [[8], [6, 7, 8], [2, 3, 4, 5]])
+def test_outputs_left_to_a_later_call_keep_their_lookahead(
+    model: ConvBiLSTM, deferred: list[int]
+) -> None:
+    """``emit=False`` (the child process does it when more waits in its pipe) hands the due
+    outputs to the next call or to ``flush``'s single backward run: the same numbers."""
+    delay = 3
+    maps = np.random.default_rng(11).random((9, 20, 24)).astype(np.float32)
+    stream = StreamingReconstructor(model, delay)
+    outs = []
+    for t, m in enumerate(maps):
+        got = stream.push(m, t, emit=t not in deferred)
+        if t in deferred:
+            assert got == []
+        outs += got
+    outs += stream.flush()
+    assert [o[0] for o in outs] == list(range(9))
+    rec, conf = reconstruct_with_lookahead(model, maps, delay)
+    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
+    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+
+
 def test_after_skipped_maps_the_lookahead_is_kept_in_time(model: ConvBiLSTM) -> None:
     """Maps numbered with gaps (the live path skipped some): map i is output once map i + D
     (or later) has arrived, with the maps that did arrive as its look-ahead."""
@@ -66,7 +88,7 @@ def test_a_skipped_map_advances_time_and_releases_due_outputs(model: ConvBiLSTM)
 
     maps = np.random.default_rng(6).random((4, 16, 16)).astype(np.float32)
     local = StreamingReconstructor(model, 2)
-    child = ProcessStreamingReconstructor(model, 2, max_pending=2)
+    child = ProcessStreamingReconstructor(model, 2, max_pending=2, warm_shape=(16, 16))
     got_local, got_child = [], []
     for i in (0, 1):
         got_local += local.push(maps[i], i)
@@ -76,10 +98,34 @@ def test_a_skipped_map_advances_time_and_releases_due_outputs(model: ConvBiLSTM)
     got_local += local.advance(3)
     got_child += child.advance(3)
     got_child += child.flush()
+    child.close()  # the child ended by itself after the flush
+    assert child._proc.returncode == 0
     assert [o[0] for o in got_local] == [0, 1]
     assert [o[0] for o in got_child] == [0, 1]
     for a, b in zip(got_local, got_child, strict=True):
         assert np.allclose(a[1], b[1], atol=1e-5)
+
+
+def test_the_child_process_gives_the_offline_outputs_when_maps_come_in_a_burst(
+    model: ConvBiLSTM,
+) -> None:
+    """Maps sent faster than the child reconstructs (its pipe holds more than one message, so
+    it leaves due outputs to the next message, and to the flush's single backward run): the
+    outputs still equal the offline look-ahead computation."""
+    from dblink_live.recon.streaming import ProcessStreamingReconstructor
+
+    delay = 3
+    maps = np.random.default_rng(8).random((10, 16, 16)).astype(np.float32)
+    child = ProcessStreamingReconstructor(model, delay, max_pending=10, warm_shape=(16, 16))
+    outs = []
+    for i, m in enumerate(maps):
+        outs += child.push(m, i)
+    outs += child.flush()
+    child.close()
+    assert [o[0] for o in outs] == list(range(10))
+    rec, conf = reconstruct_with_lookahead(model, maps, delay)
+    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
+    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
 
 
 def test_full_lookahead_equals_the_bidirectional_pass(model: ConvBiLSTM) -> None:

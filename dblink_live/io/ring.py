@@ -306,6 +306,15 @@ class RingCursor:
         """Frames waiting for this consumer (including ones already overwritten)."""
         return self.ring.frames_put - self.next_frame
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for a frame this cursor has not passed; whether one is
+        there (False when none came in time or the ring is closed and drained). Reads
+        nothing."""
+        ring = self.ring
+        with ring._cond:
+            ring._cond.wait_for(lambda: ring._head > self.next_frame or ring._closed, timeout)
+            return ring._head > self.next_frame
+
     def skip(self, n: int) -> tuple[int, int]:
         """Pass over the next ``n`` frames (at most those that have arrived) without reading
         them; returns the ``[start, stop)`` range skipped. Lossy cursors only."""

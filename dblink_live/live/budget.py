@@ -3,16 +3,22 @@
 The budget is the look-ahead ``D x W`` frames (a floor: an output cannot come before its
 future frames) plus slack (``live.latency_budget_s``, default 0.5 s more). Half the slack may be
 spent by frames waiting for the localizer; that allowance adapts to the latency measured on
-each output (lower while outputs come later than the budget, higher while they come in time),
-so that skipped maps spread evenly instead of in bursts. No thread: the localizer thread asks
-:meth:`LatencyBudget.behind`, the reconstruction thread reports each output's latency.
+each output, so that skipped maps spread evenly instead of in bursts: each late output takes
+a large step off it, each output in time gives a small step back, in the ratio that leaves
+:data:`LATE_FRACTION` of the outputs late (a stochastic-approximation tracker of the
+latency's 99th percentile: the budget holds at p99, not at the median). No thread: the
+localizer thread asks :meth:`LatencyBudget.behind`, the reconstruction thread reports each
+output's latency.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["LatencyBudget"]
+__all__ = ["LATE_FRACTION", "LatencyBudget"]
+
+#: The fraction of outputs the allowance's steering lets come later than the budget.
+LATE_FRACTION = 0.01
 
 
 class LatencyBudget:
@@ -69,12 +75,15 @@ class LatencyBudget:
             return False  # starting up (the localizer warming, the camera being measured)
         return waiting_frames > self.wait_frames or (queue_full and waiting_frames > self.window)
 
-    def adapt(self, latency_s: float, outputs_measured: int) -> None:
-        """Steer the frames allowed to wait by the latency of the output just made (not during
-        the first ``2 (D + 1)`` outputs, which carry the start-up)."""
-        if outputs_measured <= 2 * (self.delay_maps + 1):
-            return
+    def adapt(self, latency_s: float, outputs_measured: int = 0) -> None:
+        """Steer the frames allowed to wait by the latency of the output just made, from the
+        first output on: the start-up counts like the rest of the run (the models are warmed
+        before the camera starts). ``outputs_measured`` is not used (kept for callers)."""
+        # steps in the ratio LATE_FRACTION : 1 - LATE_FRACTION balance where that fraction is
+        # late; a late output takes a third of the allowance off at once
+        down = max(1.0, self.max_wait_frames / 3)
+        up = down * LATE_FRACTION / (1 - LATE_FRACTION)
         if latency_s > self.seconds:
-            self.wait_frames = max(0.0, 0.85 * self.wait_frames - 1.0)
+            self.wait_frames = max(0.0, self.wait_frames - down)
         else:
-            self.wait_frames = min(self.max_wait_frames, 1.05 * self.wait_frames + 1.0)
+            self.wait_frames = min(self.max_wait_frames, self.wait_frames + up)

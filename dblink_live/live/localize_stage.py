@@ -6,7 +6,11 @@ It takes batches of frames from its cursor, localizes them through a
 cursor read them are counted as dropped and passed on as lost ranges. While the camera runs and
 the live path is further behind than the :class:`~dblink_live.live.budget.LatencyBudget`
 allows, it skips whole maps, one at each map boundary (so skips interleave evenly with work),
-until it is back within the budget; the recorder's own cursor still records every frame.
+until it is back within the budget; the recorder's own cursor still records every frame. A
+map decided to be skipped is skipped whole, including its frames that have not arrived yet:
+the localizer waits for them instead of starting a map it would only half see (a map of a few
+frames costs a whole reconstruction step and is a poor one), so that the next map it localizes
+is localized as its frames arrive.
 """
 
 from __future__ import annotations
@@ -78,15 +82,22 @@ class LocalizeStage:
     def run(self) -> None:
         """Localize until the ring is closed and read (or until aborted)."""
         cur, w, stream = self.cursor, self.window, self.stream
+        skip_until = 0  # the end of the map being skipped whole
         while not self._abort.is_set():
+            if cur.next_frame < skip_until:  # pass over its frames as they arrive
+                if not cur.wait(timeout=0.1):
+                    if self.ring.closed:
+                        break
+                    continue
+                a, b = cur.skip(skip_until - cur.next_frame)
+                self.counters.dropped(b - a, (b - 1) // w if b == skip_until else None)
+                self._publish(time.perf_counter(), stream.lose([(a, b)]))
+                continue
             take = self.batch_frames
             if self.behind():
                 to_boundary = (-cur.next_frame) % w
                 if to_boundary == 0:
-                    a, b = cur.skip(w)
-                    if b > a:
-                        self.counters.dropped(b - a, a // w if b - a == w else None)
-                        self._publish(time.perf_counter(), stream.lose([(a, b)]))
+                    skip_until = cur.next_frame + w
                     continue
                 take = min(self.batch_frames, to_boundary)
             batch = cur.get(max_frames=take, timeout=0.1)

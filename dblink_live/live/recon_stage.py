@@ -13,6 +13,7 @@ queue: ``tests/test_recon_stage.py`` drives it directly.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -41,6 +42,8 @@ __all__ = ["LOC_WRITE_S", "OUTPUT_BLOCK", "ReconStage"]
 OUTPUT_BLOCK = 8
 #: Localizations are appended to the recording at most this often (s).
 LOC_WRITE_S = 0.5
+#: While no block comes, outputs finished by a child process are collected this often (s).
+POLL_S = 0.02
 
 
 class ReconStage:
@@ -94,7 +97,7 @@ class ReconStage:
         self._on_map, self._on_output, self._clock = on_map, on_output, clock
         self.assembler = MapAssembler(window, grid_yx, bin_nm, origin_nm)
         # localizations and reconstructions are written in blocks, localizations first
-        self.sink = RecordingSink(recording, OUTPUT_BLOCK, 1.0, LOC_WRITE_S)
+        self.sink = RecordingSink(recording, OUTPUT_BLOCK, 1.0, LOC_WRITE_S, background=True)
         self._arrival_end: dict[int, float] = {}  # map -> arrival of its last frame
         self.total_locs, self.total_frames = 0.0, 0
         # unscaled counts and localized frames of recent maps: the evidence for the confidence
@@ -108,9 +111,17 @@ class ReconStage:
     def run(self, blocks: queue.Queue, end: object, abort: threading.Event) -> None:
         """The reconstruction thread's loop: take blocks from ``blocks`` until ``end`` comes
         (or ``abort`` is set), delivering outputs while none comes, then :meth:`finish`."""
+        try:
+            self._run(blocks, end, abort)
+        except BaseException:
+            with contextlib.suppress(BaseException):  # the first error is the one to tell
+                self.sink.close()
+            raise
+
+    def _run(self, blocks: queue.Queue, end: object, abort: threading.Event) -> None:
         while True:
             try:
-                item = blocks.get(timeout=0.1)
+                item = blocks.get(timeout=POLL_S)
             except queue.Empty:
                 if abort.is_set():
                     break
@@ -120,6 +131,9 @@ class ReconStage:
                 break
             t_start = time.perf_counter()
             self.add(item)
+            # outputs a child process finished meanwhile are delivered now, not with the next
+            # map: blocks come all the time, so waiting for a quiet queue added up to a map
+            self.idle()
             self.counters.busy_s["reconstruction"] += time.perf_counter() - t_start
         self.finish(complete=not abort.is_set())
 
@@ -141,7 +155,7 @@ class ReconStage:
             for out in self.streamer.flush():
                 self._deliver(out)
             self._placeholders(self.assembler.next_map)
-        self.sink.flush()
+        self.sink.close()
 
     # ------------------------------------------------------------------ maps and outputs
     def _finish_map(self, wm: WindowMap) -> None:

@@ -125,11 +125,17 @@ def create_output_images(
         )
 
 
-def make_streamer(model: LoadedModel, delay_maps: int, worker: str) -> Reconstructor:
+def make_streamer(
+    model: LoadedModel, delay_maps: int, worker: str, grid_yx: tuple[int, int] | None = None
+) -> Reconstructor:
     """The streaming reconstructor: in a child process (``worker="process"``, one thread) or
-    in the calling process (``"thread"``)."""
+    in the calling process (``"thread"``). A child is warmed on ``grid_yx`` (Y, X) maps
+    before it says it is ready, so that its first steps (slower: memory being allocated)
+    come before the camera starts, not in the first outputs' latency."""
     if worker == "process":
-        return ProcessStreamingReconstructor(model.model, delay_maps, threads=1, max_pending=2)
+        return ProcessStreamingReconstructor(
+            model.model, delay_maps, threads=1, max_pending=2, warm_shape=grid_yx
+        )
     return StreamingReconstructor(model.model, delay_maps)
 
 
@@ -274,7 +280,7 @@ def open_run(
     streamer, window_warning = None, None
     if model is not None:
         create_output_images(rec, model, grid_yx, w, delay_maps, origin, roi)
-        streamer = make_streamer(model, delay_maps, recon_worker(config, model))
+        streamer = make_streamer(model, delay_maps, recon_worker(config, model), grid_yx)
         window_warning = model.window_warning(w)
         if window_warning:
             log.warning(window_warning)

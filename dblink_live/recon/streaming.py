@@ -98,10 +98,13 @@ class StreamingReconstructor:
 
     @torch.no_grad()
     def push(
-        self, counts_map: np.ndarray | torch.Tensor, index: int | None = None
+        self, counts_map: np.ndarray | torch.Tensor, index: int | None = None, emit: bool = True
     ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         """Add map ``index`` (default: the one after the last); returns the outputs that are
-        now due (maps ``index - D`` and older), oldest first (often none or one)."""
+        now due (maps ``index - D`` and older), oldest first (often none or one).
+        ``emit=False`` leaves them to the next call (the same outputs: each keeps its
+        look-ahead of D maps), e.g. when the end of the stream follows at once and
+        :meth:`flush` makes them all in one run."""
         idx = self._next_in if index is None else int(index)
         if idx < self._next_in:
             raise ValueError(f"map {idx} arrived after map {self._next_in - 1}")
@@ -111,26 +114,33 @@ class StreamingReconstructor:
         self._fw.append(fw[0, 0])
         self._index.append(idx)
         self._next_in = idx + 1
-        outs = []
-        while self._index and idx - self._index[0] >= self.delay:
-            outs.append(self._emit())
-        return outs
+        return self._due() if emit else []
 
     @torch.no_grad()
-    def advance(self, index: int) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    def advance(
+        self, index: int, emit: bool = True
+    ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         """Map ``index`` was skipped (no map to push), but time has reached it: the outputs
-        now due (maps ``index - D`` and older) are made with the look-ahead that arrived."""
+        now due (maps ``index - D`` and older) are made with the look-ahead that arrived
+        (``emit``: as in :meth:`push`)."""
         if index < self._next_in:
             raise ValueError(f"map {index} is before map {self._next_in - 1}")
         self._next_in = int(index) + 1
-        outs = []
-        while self._index and index - self._index[0] >= self.delay:
+        return self._due() if emit else []
+
+    def _due(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """The outputs due now that time has reached map ``_next_in - 1``, oldest first."""
+        now, outs = self._next_in - 1, []
+        while self._index and now - self._index[0] >= self.delay:
             outs.append(self._emit())
         return outs
 
     def _emit(self) -> tuple[int, np.ndarray, np.ndarray | None]:
-        """Output the oldest buffered map, with every newer buffered map as look-ahead."""
-        seq = torch.stack(list(self._maps)[::-1])[None]  # (1, n, 1, Y, X), newest first
+        """Output the oldest buffered map, with the newer buffered maps up to D maps after it
+        as look-ahead."""
+        first = self._index[0]
+        ahead = [m for m, i in zip(self._maps, self._index, strict=True) if i - first <= self.delay]
+        seq = torch.stack(ahead[::-1])[None]  # (1, n, 1, Y, X), newest first
         bw, _ = self.model.run_direction(seq, "backward")
         target_fw = self._fw.popleft()
         self._maps.popleft()
@@ -142,10 +152,26 @@ class StreamingReconstructor:
 
     @torch.no_grad()
     def flush(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """Outputs for the last maps (their look-ahead shrinks at the end of the recording)."""
-        out = []
-        while self._index:
-            out.append(self._emit())
+        """Outputs for the last maps (their look-ahead shrinks at the end of the recording).
+
+        One backward run from the newest map gives them all: the backward features of the
+        buffered map i, run from a zero state at the newest map, are that run's features
+        after it has reached map i (the same numbers as one run per output, in fewer steps:
+        D instead of D (D + 1) / 2)."""
+        out = self._due()  # those a deferred push left due keep their look-ahead of D maps
+        if not self._index:
+            return out
+        seq = torch.stack(list(self._maps)[::-1])[None]  # (1, n, 1, Y, X), newest first
+        bw, _ = self.model.run_direction(seq, "backward")
+        n = len(self._index)
+        for i in range(n):
+            logit, conf = self.model.decode(self._fw[i][None, None], bw[:, n - 1 - i : n - i])
+            rec = torch.sigmoid(logit[0, 0]).cpu().numpy()
+            cf = torch.sigmoid(conf[0, 0]).cpu().numpy() if conf is not None else None
+            out.append((self._index[i], rec, cf))
+        self._maps.clear()
+        self._fw.clear()
+        self._index.clear()
         return out
 
     def poll(self) -> list[Output]:
@@ -207,6 +233,12 @@ def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - chil
         model.load_state_dict({k: torch.from_numpy(v) for k, v in spec["state"].items()})
         model.eval()
         streamer = StreamingReconstructor(model, int(spec["delay_maps"]))
+        if spec.get("warm_shape"):  # a throwaway stream: the first steps cost the most
+            warm = StreamingReconstructor(model, int(spec["delay_maps"]))
+            blank = np.zeros(tuple(spec["warm_shape"]), np.float32)
+            for _ in range(int(spec["delay_maps"]) + 2):
+                warm.push(blank)
+            warm.flush()
         outbox.send(("ready",))
         while True:
             item = inbox.recv()
@@ -214,10 +246,13 @@ def _child_main(read_fd: int, write_fd: int) -> None:  # pragma: no cover - chil
                 outbox.send(("done", streamer.flush()))
                 return
             index, counts = item
+            # more waits in the pipe (the end of the stream, or the next map): it makes the
+            # outputs due, so that maps followed at once by the end take one backward run
+            emit = not inbox.poll(0)
             if counts is None:
-                outbox.send(("out", streamer.advance(index)))
+                outbox.send(("out", streamer.advance(index, emit=emit)))
             else:
-                outbox.send(("out", streamer.push(counts, index)))
+                outbox.send(("out", streamer.push(counts, index, emit=emit)))
     except (EOFError, ConnectionError):  # the parent closed the pipe or is gone: nothing to tell
         return
     except BaseException as exc:
@@ -246,6 +281,9 @@ class ProcessStreamingReconstructor:
         torch threads in the child.
     max_pending
         Maps in flight before :meth:`push` waits (back-pressure).
+    warm_shape
+        (Y, X) of the maps to come: the child runs a throwaway stream of blank maps of this
+        shape before it is ready (None: no warm-up).
     """
 
     runs_in_child = True
@@ -257,6 +295,7 @@ class ProcessStreamingReconstructor:
         threads: int = 1,
         max_pending: int = 8,
         start_timeout_s: float = 120.0,
+        warm_shape: tuple[int, int] | None = None,
     ):
         import os
         import queue
@@ -289,6 +328,7 @@ class ProcessStreamingReconstructor:
                 "state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
                 "delay_maps": int(delay_maps),
                 "threads": int(threads),
+                "warm_shape": None if warm_shape is None else [int(v) for v in warm_shape],
             }
         )
         self._reader = threading.Thread(target=self._read, name="recon-worker-reader", daemon=True)
@@ -353,7 +393,8 @@ class ProcessStreamingReconstructor:
         return outs + self.poll()
 
     def flush(self, timeout_s: float = 600.0) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """End the stream: the remaining outputs (shrinking look-ahead), then stop the child."""
+        """End the stream: the remaining outputs (shrinking look-ahead); the child then ends
+        by itself (:meth:`close` waits for it: the outputs do not wait for a process exit)."""
         outs: list = []
         self._send.send(None)
         while True:
@@ -362,7 +403,8 @@ class ProcessStreamingReconstructor:
                 outs += item[1]
                 break
             self._take(item, outs)
-        self.close()
+        with contextlib.suppress(OSError):
+            self._send.close()
         return outs
 
     def close(self) -> None:

@@ -17,6 +17,14 @@ def model() -> ConvBiLSTM:
     return ConvBiLSTM(**ReconModelConfig().model_dump()).eval()
 
 
+def _assert_offline(outs: list, model: ConvBiLSTM, maps: np.ndarray, delay: int) -> None:
+    """Streamed ``outs`` are every map's output, in order, equal to the offline look-ahead."""
+    assert [o[0] for o in outs] == list(range(len(maps)))
+    rec, conf = reconstruct_with_lookahead(model, maps, delay)
+    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
+    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+
+
 @pytest.mark.parametrize("delay", [0, 1, 3])
 def test_streaming_equals_offline_with_the_same_lookahead(model: ConvBiLSTM, delay: int) -> None:
     maps = np.random.default_rng(delay).random((9, 20, 24)).astype(np.float32)
@@ -30,10 +38,7 @@ def test_streaming_equals_offline_with_the_same_lookahead(model: ConvBiLSTM, del
             assert [o[0] for o in got] == [t - delay]
             outs += got
     outs += stream.flush()
-    assert [o[0] for o in outs] == list(range(9))
-    rec, conf = reconstruct_with_lookahead(model, maps, delay)
-    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
-    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+    _assert_offline(outs, model, maps, delay)
 
 
 @pytest.mark.parametrize("deferred", [[8], [6, 7, 8], [2, 3, 4, 5]])
@@ -52,10 +57,7 @@ def test_outputs_left_to_a_later_call_keep_their_lookahead(
             assert got == []
         outs += got
     outs += stream.flush()
-    assert [o[0] for o in outs] == list(range(9))
-    rec, conf = reconstruct_with_lookahead(model, maps, delay)
-    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
-    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+    _assert_offline(outs, model, maps, delay)
 
 
 def test_after_skipped_maps_the_lookahead_is_kept_in_time(model: ConvBiLSTM) -> None:
@@ -122,10 +124,7 @@ def test_the_child_process_gives_the_offline_outputs_when_maps_come_in_a_burst(
         outs += child.push(m, i)
     outs += child.flush()
     child.close()
-    assert [o[0] for o in outs] == list(range(10))
-    rec, conf = reconstruct_with_lookahead(model, maps, delay)
-    assert np.allclose(np.stack([o[1] for o in outs]), rec, atol=1e-5)
-    assert np.allclose(np.stack([o[2] for o in outs]), conf, atol=1e-5)
+    _assert_offline(outs, model, maps, delay)
 
 
 def test_full_lookahead_equals_the_bidirectional_pass(model: ConvBiLSTM) -> None:
